@@ -1,0 +1,50 @@
+"""Marginalizing the assignments exactly, by parallel enumeration over the component axis.
+
+For every point n and component k, log w_k + log p(x_n | component k) is formed on an
+(N, K) grid; summing the assignment out is a log-sum-exp over k (stable for far-away
+points, tiny scales and K in the hundreds), and its normalised form gives the exact
+responsibilities p(z_n = k | x_n, globals). `assign` is the tutorial's `infer_discrete`:
+temperature 0 gives the MAP component, temperature 1 a draw from the posterior.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import logsumexp
+
+from .model import Params, Priors, component_log_prob, log_prior
+
+__all__ = ["assign", "log_joint", "log_likelihood", "log_responsibilities", "log_weighted"]
+
+
+def log_weighted(params: Params, x: jnp.ndarray) -> jnp.ndarray:
+    """log w_k + log p(x_n | z_n = k): (N, D) -> (N, K)."""
+    return jnp.log(params.weights) + component_log_prob(params, x)
+
+
+def log_likelihood(params: Params, x: jnp.ndarray) -> jnp.ndarray:
+    """sum_n log sum_k w_k p(x_n | k): the likelihood with the assignments summed out."""
+    return logsumexp(log_weighted(params, x), axis=-1).sum()
+
+
+def log_joint(params: Params, x: jnp.ndarray, priors: Priors) -> jnp.ndarray:
+    """log p(globals, x) with the assignments marginalized (constrained-space densities)."""
+    return log_prior(params, priors) + log_likelihood(params, x)
+
+
+def log_responsibilities(params: Params, x: jnp.ndarray) -> jnp.ndarray:
+    """log p(z_n = k | x_n, globals), normalised over k: (N, D) -> (N, K)."""
+    lw = log_weighted(params, x)
+    return lw - logsumexp(lw, axis=-1, keepdims=True)
+
+
+def assign(
+    key: jax.Array, params: Params, x: jnp.ndarray, temperature: float | jnp.ndarray = 0.0
+) -> jnp.ndarray:
+    """Assignments (N,) int32: the MAP component at temperature 0, else a draw from
+    softmax(log p(z_n = k | x_n) / temperature) (temperature 1: the exact posterior)."""
+    logits = log_responsibilities(params, x)
+    t = jnp.asarray(temperature, logits.dtype)
+    drawn = jax.random.categorical(key, logits / jnp.where(t > 0, t, 1.0), axis=-1)
+    return jnp.where(t > 0, drawn, jnp.argmax(logits, axis=-1)).astype(jnp.int32)

@@ -1,0 +1,24 @@
+"""One exception hierarchy: every error bayesmix raises on purpose derives from `BayesmixError`.
+
+Messages name the offending value (file, row, column, option) and say what to do.
+"""
+
+from __future__ import annotations
+
+__all__ = ["BayesmixError", "DataError", "SpecError", "FitError"]
+
+
+class BayesmixError(Exception):
+    """Base class of bayesmix's own errors; the CLI prints these without a traceback."""
+
+
+class DataError(BayesmixError, ValueError):
+    """The data cannot be used: missing, empty, non-numeric, non-finite, too few rows, ..."""
+
+
+class SpecError(BayesmixError, ValueError):
+    """A model or inference option is invalid (K, priors, number of steps, ...)."""
+
+
+class FitError(BayesmixError, RuntimeError):
+    """Inference ran but produced an unusable result (non-finite loss, ...)."""

@@ -1,0 +1,1 @@
+"""Inference: initialization, MAP (Adam), the local variational posterior, collapsed NUTS."""

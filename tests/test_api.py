@@ -1,0 +1,35 @@
+"""The public surface is pinned: adding or removing a name is a deliberate change."""
+
+from __future__ import annotations
+
+import bayesmix as bm
+
+
+def test_public_names():
+    assert sorted(bm.__all__) == sorted(
+        [
+            "SEED_DATA",
+            "BayesmixError",
+            "DataError",
+            "FitError",
+            "LocalPosterior",
+            "MAPResult",
+            "Params",
+            "Posterior",
+            "Priors",
+            "SpecError",
+            "as_data",
+            "fit_local",
+            "fit_map",
+            "predict",
+            "predict_proba",
+            "read_csv",
+            "sample_nuts",
+        ]
+    )
+    assert all(hasattr(bm, name) for name in bm.__all__)
+
+
+def test_errors_form_one_hierarchy():
+    for cls in (bm.DataError, bm.SpecError, bm.FitError):
+        assert issubclass(cls, bm.BayesmixError)

@@ -1,0 +1,107 @@
+"""The command line, end to end, with click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import bayesmix as bm
+from bayesmix.cli import main
+
+FIGURES = {
+    "map_loss.png",
+    "map_gradient_norms.png",
+    "mixture_density.png",
+    "map_assignment.png",
+    "sampled_assignment.png",
+    "local_loss.png",
+    "local_gradient_norms.png",
+    "assignment_probabilities.png",
+    "posterior_locs.png",
+    "trace.png",
+}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    result = CliRunner().invoke(main, ["demo", "--out", str(out), "--draws", "500", "--quiet"])
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_demo_writes_figures_and_summary(demo):
+    out, output = demo
+    assert FIGURES <= {p.name for p in out.iterdir()}
+    for name in FIGURES:
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "MAP estimate" in output and "Posterior" in output
+
+
+def test_summary_agrees_with_the_library(demo, seed_fit):
+    summary = json.loads((demo[0] / "summary.json").read_text())
+    m = summary["map"]
+    np.testing.assert_allclose(m["weights"], seed_fit.params.weights, rtol=1e-9)
+    np.testing.assert_allclose(m["locs"], seed_fit.params.locs, rtol=1e-9)
+    assert m["scale"] == pytest.approx(float(seed_fit.params.scale), rel=1e-9)
+    assert m["neg_log_joint"] == pytest.approx(seed_fit.neg_log_joint, rel=1e-9)
+    assert summary["best_initial_loss"] == pytest.approx(25.6656, abs=1e-4)
+    assert summary["classification"] == bm.predict(seed_fit, bm.SEED_DATA).tolist()
+    local = bm.fit_local(seed_fit, bm.SEED_DATA)
+    np.testing.assert_allclose(summary["local_probabilities"], local.probs, rtol=1e-9)
+    post = summary["posterior"]
+    assert np.shape(post["weights"]) == (4, 500, 2)
+    assert np.shape(post["locs"]) == (4, 500, 2, 1)
+    assert np.shape(post["scale"]) == (4, 500)
+    assert set(post["diagnostics"]["summary"]) >= {"scale", "weights[0]", "locs[1,0]"}
+    lo, hi = summary["map_boundaries"][0]
+    assert 5.7 - 1e-9 <= lo and hi <= 5.8 + 1e-9
+
+
+def test_fit_on_a_csv(tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_text("id,value\n" + "".join(f"{i},{v}\n" for i, v in enumerate([0, 1, 10, 11, 12])))
+    args = ["fit", str(data), "--k", "2", "--column", "value", "--draws", "100", "--warmup", "100"]
+    result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "o"), "--no-figures", "-q"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["map"]["neg_log_joint"] == pytest.approx(17.4433, abs=1e-3)
+    assert summary["data"]["columns"] == ["value"]
+
+
+@pytest.mark.parametrize(
+    ("content", "extra", "message"),
+    [
+        (None, [], "file not found"),
+        ("", [], "is empty"),
+        ("x\n1\nnan\n3\n", [], "non-finite"),
+        ("x\n1\nabc\n", [], "'abc' is not a number"),
+        ("x\n1\n", [], "single row"),
+        ("x\n1\n2\n", ["--k", "0"], "at least 1"),
+        ("x\n1\n2\n", ["--k", "3"], "K <= 2"),
+        ("x\n4\n4\n4\n", [], "constant"),
+        ("x\n1e308\n-1e308\n0\n", [], "too large"),
+    ],
+)
+def test_bad_input_exits_cleanly_and_writes_nothing(tmp_path, content, extra, message):
+    path = tmp_path / "d.csv"
+    if content is not None:
+        path.write_text(content)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.json").write_text("earlier result")
+    k = [] if "--k" in extra else ["--k", "1"]
+    result = CliRunner().invoke(main, ["fit", str(path), *k, *extra, "--out", str(out), "-q"])
+    assert result.exit_code == 1
+    assert message in result.output and "Traceback" not in result.output
+    assert (out / "summary.json").read_text() == "earlier result"
+    assert [p.name for p in out.iterdir()] == ["summary.json"]
+
+
+def test_every_command_has_help_with_an_example():
+    for args in (["--help"], ["demo", "--help"], ["fit", "--help"]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0 and "Example" in result.output

@@ -1,0 +1,67 @@
+"""Bad input: every case gets a clear DataError naming the problem and the fix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import bayesmix as bm
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ([], "empty"),
+        ([[1.0]], "single row"),
+        ([1.0, np.nan, 3.0], r"non-finite value \(nan\) in row 2"),
+        ([1.0, np.inf], "non-finite"),
+        (["a", "b"], "not numeric"),
+        ([3.0, 3.0, 3.0], "constant"),
+        ([1e308, -1e308, 0.0], "too large"),
+        (np.zeros((2, 2, 2)), "shape"),
+    ],
+)
+def test_bad_arrays(data, message):
+    with pytest.raises(bm.DataError, match=message):
+        bm.fit_map(data, 1)
+
+
+def test_csv_reading(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("name,x,y\na,0,1\nb,1,3\nc,10,4\n")
+    x, names = bm.read_csv(path, "x")
+    assert names == ["x"] and x[:, 0].tolist() == [0.0, 1.0, 10.0]
+    with pytest.raises(bm.DataError, match=r"line 2, column 'name': 'a' is not a number"):
+        bm.read_csv(path)
+    with pytest.raises(bm.DataError, match="no column 'z'"):
+        bm.read_csv(path, "z")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "is empty"),
+        ("x\n", "single row|empty"),
+        ("1\n2\n3\n", "no header"),
+        ("x\n1\n\n2\nnan\n", "non-finite value"),
+        ("x,y\n1,2\n3\n", "line 3: 1 fields"),
+    ],
+)
+def test_bad_csv(tmp_path, text, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(bm.DataError, match=message):
+        bm.read_csv(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(bm.DataError, match="file not found"):
+        bm.read_csv(tmp_path / "nope.csv")
+
+
+def test_large_but_safe_values_fit_without_nan():
+    x = np.array([0.0, 1.0, 10.0, 11.0, 12.0]) * 1e100
+    fit = bm.fit_map(x, 2, priors=bm.Priors(locs_scale=1e101, scale_loc=230.0))
+    assert np.all(np.isfinite(fit.params.locs)) and np.isfinite(fit.neg_log_joint)
+    labels = bm.predict(fit, x)
+    assert labels[0] == labels[1] != labels[2]

@@ -1,0 +1,130 @@
+"""The enumerated log joint and responsibilities against naive NumPy/SciPy computations."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+from scipy.special import logsumexp
+
+from bayesmix.enumerate import assign, log_joint, log_likelihood, log_responsibilities
+from bayesmix.model import Params, Priors
+
+
+def naive_log_joint(w, locs, scale, x, priors=None):
+    """Loop over points and components with SciPy densities."""
+    priors = priors or Priors()
+    lp = stats.dirichlet.logpdf(w, np.full(len(w), priors.weights_concentration))
+    lp += stats.lognorm.logpdf(scale, priors.scale_scale, scale=np.exp(priors.scale_loc))
+    lp += stats.norm.logpdf(locs, priors.locs_loc, priors.locs_scale).sum()
+    d = x.shape[1]
+    terms = np.array(
+        [
+            [
+                np.log(w[k]) + stats.multivariate_normal.logpdf(xn, locs[k], scale**2 * np.eye(d))
+                for k in range(len(w))
+            ]
+            for xn in x
+        ]
+    )
+    return lp + logsumexp(terms, axis=1).sum(), terms - logsumexp(terms, axis=1, keepdims=True)
+
+
+def random_problem(seed: int, n: int, d: int, k: int):
+    rng = np.random.default_rng(seed)
+    w = rng.dirichlet(np.ones(k))
+    locs = rng.normal(0, 3, (k, d))
+    scale = float(rng.lognormal(0, 0.5))
+    x = rng.normal(0, 4, (n, d))
+    return w, locs, scale, x
+
+
+@pytest.mark.parametrize("d", [1, 2, 5])
+@pytest.mark.parametrize("jit", [False, True])
+def test_log_joint_and_responsibilities_match_scipy(d, jit):
+    w, locs, scale, x = random_problem(d, n=7, d=d, k=3)
+    params = Params(jnp.asarray(w), jnp.asarray(locs), jnp.asarray(scale))
+    priors = Priors(0.7, 0.3, 1.5, -1.0, 4.0)
+    lj = jax.jit(log_joint) if jit else log_joint
+    lr = jax.jit(log_responsibilities) if jit else log_responsibilities
+    expected_lj, expected_lr = naive_log_joint(w, locs, scale, x, priors)
+    np.testing.assert_allclose(lj(params, jnp.asarray(x), priors), expected_lj, rtol=1e-10)
+    np.testing.assert_allclose(lr(params, jnp.asarray(x)), expected_lr, rtol=1e-9, atol=1e-12)
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(1, 9),
+    d=st.integers(1, 4),
+    k=st.integers(1, 4),
+)
+def test_log_joint_random_shapes(seed, n, d, k):
+    w, locs, scale, x = random_problem(seed, n, d, k)
+    params = Params(jnp.asarray(w), jnp.asarray(locs), jnp.asarray(scale))
+    expected, _ = naive_log_joint(w, locs, scale, x)
+    np.testing.assert_allclose(log_joint(params, jnp.asarray(x), Priors()), expected, rtol=1e-9)
+
+
+def test_seed_map_neg_log_joint_matches_pyro(pyro_ref):
+    m = pyro_ref["map"]
+    params = Params(jnp.asarray(m["weights"]), jnp.asarray(m["locs"])[:, None], m["scale"])
+    x = jnp.asarray([[0.0], [1.0], [10.0], [11.0], [12.0]])
+    # Pyro's final MAP loss (float32) is the negative log joint at these values.
+    assert -float(log_joint(params, x, Priors())) == pytest.approx(17.4433, abs=1e-4)
+
+
+def test_label_permutation_invariance():
+    w, locs, scale, x = random_problem(3, n=6, d=2, k=4)
+    perm = np.array([2, 0, 3, 1])
+    a = Params(jnp.asarray(w), jnp.asarray(locs), jnp.asarray(scale))
+    b = Params(jnp.asarray(w[perm]), jnp.asarray(locs[perm]), jnp.asarray(scale))
+    xj = jnp.asarray(x)
+    np.testing.assert_allclose(log_joint(a, xj, Priors()), log_joint(b, xj, Priors()), rtol=1e-12)
+    np.testing.assert_allclose(
+        log_responsibilities(a, xj)[:, perm], log_responsibilities(b, xj), rtol=1e-12
+    )
+
+
+def test_stable_for_far_points_tiny_scales_and_many_components():
+    k = 300
+    locs = jnp.linspace(-50, 50, k)[:, None]
+    params = Params(jnp.full((k,), 1.0 / k), locs, jnp.asarray(1e-3))
+    x = jnp.asarray([[1e6], [-3e5], [0.05], [50.0]])
+    lr = log_responsibilities(params, x)
+    assert jnp.all(jnp.isfinite(lr))
+    np.testing.assert_allclose(jnp.exp(lr).sum(-1), 1.0, rtol=1e-12)
+    # The far point belongs to the nearest component with probability one.
+    assert int(jnp.argmax(lr[0])) == k - 1 and int(jnp.argmax(lr[1])) == 0
+    assert jnp.isfinite(log_likelihood(params, x))
+    # The exact value for the far point: only the nearest component matters.
+    far = -0.5 * (1e6 - 50.0) ** 2 / 1e-6 - np.log(1e-3) - 0.5 * np.log(2 * np.pi) - np.log(k)
+    np.testing.assert_allclose(log_likelihood(params, x[:1]), far, rtol=1e-12)
+
+
+def test_matmul_distances_are_accurate_for_offset_data():
+    # D > 2 uses the matrix-product form; it must stay exact for data far from the origin.
+    rng = np.random.default_rng(0)
+    locs = 1e4 + rng.normal(size=(3, 6))
+    x = 1e4 + rng.normal(size=(5, 6))
+    params = Params(jnp.full((3,), 1 / 3), jnp.asarray(locs), jnp.asarray(0.01))
+    _, expected = naive_log_joint(np.full(3, 1 / 3), locs, 0.01, x)
+    np.testing.assert_allclose(log_responsibilities(params, jnp.asarray(x)), expected, atol=1e-6)
+
+
+def test_assign_temperature_zero_is_argmax_and_one_samples_posterior():
+    w, locs, scale, x = random_problem(5, n=3, d=1, k=3)
+    params = Params(jnp.asarray(w), jnp.asarray(locs), jnp.asarray(scale * 4))
+    xj = jnp.asarray(x)
+    lr = log_responsibilities(params, xj)
+    np.testing.assert_array_equal(assign(jax.random.key(0), params, xj, 0.0), jnp.argmax(lr, -1))
+    keys = jax.random.split(jax.random.key(1), 20000)
+    draws = jax.vmap(lambda kk: assign(kk, params, xj, 1.0))(keys)
+    freq = np.stack([(draws == j).mean(0) for j in range(3)], -1)
+    p = np.exp(np.asarray(lr))
+    # 5 binomial standard errors.
+    np.testing.assert_array_less(np.abs(freq - p), 5 * np.sqrt(p * (1 - p) / 20000) + 1e-12)

@@ -1,0 +1,97 @@
+"""MAP fit on the seed data against Pyro's numbers and exact computations."""
+
+from __future__ import annotations
+
+import itertools
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import bayesmix as bm
+from bayesmix.enumerate import log_joint
+from bayesmix.model import Params, Priors
+
+
+def _sorted(fit):
+    order = np.argsort(fit.params.locs[:, 0])
+    return fit.params.weights[order], fit.params.locs[order, 0], float(fit.params.scale)
+
+
+def test_map_equals_pyro(seed_fit, pyro_ref):
+    w, locs, scale = _sorted(seed_fit)
+    ref = pyro_ref["map"]
+    order = np.argsort(ref["locs"])
+    np.testing.assert_allclose(w, np.asarray(ref["weights"])[order], atol=1e-3)
+    np.testing.assert_allclose(locs, np.asarray(ref["locs"])[order], atol=1e-3)
+    assert scale == pytest.approx(ref["scale"], abs=1e-3)
+    assert seed_fit.neg_log_joint == pytest.approx(17.4433, abs=1e-3)
+    assert seed_fit.converged
+
+
+def test_map_is_a_stationary_point_of_the_exact_objective(seed_fit):
+    # Closed form for the weights: (n_k + alpha - 1) / (N + K alpha - K) with counts (2, 3).
+    w, _, _ = _sorted(seed_fit)
+    np.testing.assert_allclose(w, [1.5 / 4, 2.5 / 4], atol=1e-4)
+    assert seed_fit.final_grad_norm < 1e-3
+
+
+def test_best_initial_loss_is_best_over_all_pairs(seed_fit, pyro_ref):
+    x = bm.SEED_DATA
+    scale = np.sqrt(np.var(x[:, 0], ddof=1) / 2)
+    losses = [
+        -float(
+            log_joint(
+                Params(jnp.asarray([0.5, 0.5]), jnp.asarray(x[[i, j]]), jnp.asarray(scale)),
+                jnp.asarray(x),
+                Priors(),
+            )
+        )
+        for i, j in itertools.combinations(range(5), 2)
+    ]
+    assert min(losses) == pytest.approx(25.6656, abs=1e-4)
+    assert seed_fit.initial_loss == pytest.approx(min(losses), rel=1e-10)
+    assert seed_fit.initial_loss == pytest.approx(pyro_ref["initial_loss"], abs=1e-4)
+    # Every scored initialization is one of the 10 pairs' losses (the scheme is the seed's).
+    assert np.all(np.min(np.abs(seed_fit.init_losses[:, None] - np.array(losses)), 1) < 1e-9)
+    assert seed_fit.init_losses.shape == (100,)
+
+
+def test_traces_have_one_entry_per_step(seed_fit, pyro_ref):
+    assert seed_fit.losses.shape == (200,)
+    assert set(seed_fit.grad_norms) == {"weights", "locs", "scale"}
+    assert all(v.shape == (200,) and np.all(v >= 0) for v in seed_fit.grad_norms.values())
+    # The first loss is the chosen initialization's, as in Pyro (svi.step returns it).
+    assert seed_fit.losses[0] == pytest.approx(pyro_ref["map_losses"][0], abs=1e-4)
+    assert seed_fit.losses[-1] == pytest.approx(pyro_ref["map_losses"][-1], abs=1e-3)
+
+
+def test_kmeanspp_init_reaches_the_same_map(seed_fit):
+    fit = bm.fit_map(bm.SEED_DATA, 2, init="kmeans++", n_init=10, steps=400, seed=1)
+    assert fit.neg_log_joint == pytest.approx(seed_fit.neg_log_joint, abs=1e-4)
+
+
+def test_multivariate_map_recovers_separated_clusters():
+    rng = np.random.default_rng(0)
+    truth = np.array([[-4.0, 0.0, 2.0], [4.0, 1.0, -2.0], [0.0, 6.0, 0.0]])
+    x = np.concatenate([rng.normal(m, 0.5, (60, 3)) for m in truth])
+    fit = bm.fit_map(x, 3, n_init=20, steps=500, seed=0)
+    order = np.argsort(fit.params.locs[:, 0])
+    np.testing.assert_allclose(fit.params.locs[order], truth[np.argsort(truth[:, 0])], atol=0.25)
+    assert float(fit.params.scale) == pytest.approx(0.5, abs=0.05)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"k": 0}, "at least 1"),
+        ({"k": 6}, "K <= 5"),
+        ({"k": 2.5}, "whole number"),
+        ({"k": 2, "n_init": 0}, "n_init"),
+        ({"k": 2, "init": "random"}, "unknown init"),
+        ({"k": 2, "priors": Priors(locs_scale=-1.0)}, "locs_scale must be > 0"),
+    ],
+)
+def test_bad_options_are_refused_clearly(kwargs, message):
+    with pytest.raises(bm.SpecError, match=message):
+        bm.fit_map(bm.SEED_DATA, **kwargs)

@@ -1,0 +1,73 @@
+"""Collapsed NUTS on the seed data against the exact posterior (tests/exact_posterior.py).
+
+Tolerances come from the Monte Carlo error: for a functional f with posterior sd s (exact) and
+bulk effective sample size ESS (ArviZ, on the draws of f), the estimate's standard error is
+s / sqrt(ESS); we allow 4 standard errors, plus a small floor for the ESS estimate's own noise.
+"""
+
+from __future__ import annotations
+
+import arviz as az
+import numpy as np
+import pytest
+
+import bayesmix as bm
+from exact_posterior import exact_functionals
+
+X = bm.SEED_DATA[:, 0]
+
+
+@pytest.fixture(scope="module")
+def exact():
+    return exact_functionals(X)
+
+
+@pytest.fixture(scope="module")
+def post():
+    return bm.sample_nuts(bm.SEED_DATA, 2, seed=0)
+
+
+def _close(draws: np.ndarray, exact_mean: float, exact_sd: float) -> None:
+    ess = float(az.ess(draws, method="bulk"))
+    se = exact_sd / np.sqrt(ess)
+    assert abs(draws.mean() - exact_mean) < 4 * se, (draws.mean(), exact_mean, se, ess)
+
+
+def test_posterior_is_far_from_the_map(exact, seed_fit):
+    # The scale's heavy right tail: the posterior mean is almost 3x the MAP scale.
+    assert exact["scale_mean"] > 2.5 * float(seed_fit.params.scale)
+
+
+@pytest.mark.slow
+def test_shapes_and_diagnostics(post):
+    assert post.weights.shape == (4, 1000, 2)
+    assert post.locs.shape == (4, 1000, 2, 1)
+    assert post.scale.shape == (4, 1000)
+    d = post.diagnostics
+    assert d["chains"] == 4 and d["draws"] == 1000
+    assert d["summary"]["scale"]["r_hat"] < 1.05
+    assert d["divergences"] < 40
+
+
+@pytest.mark.slow
+def test_label_invariant_functionals_match_the_exact_posterior(post, exact):
+    w, locs = post.sorted_by_loc()
+    _close(post.scale, exact["scale_mean"], exact["scale_sd"])
+    _close(locs[..., 0, 0], exact["loc_min_mean"], exact["loc_min_sd"])
+    _close(locs[..., 1, 0], exact["loc_max_mean"], exact["loc_max_sd"])
+    _close(w[..., 1], exact["weight_upper_mean"], exact["weight_upper_sd"])
+    # The median through P(scale < exact median) = 1/2.
+    _close((post.scale < exact["scale_median"]).astype(float), 0.5, 0.5)
+
+
+@pytest.mark.slow
+def test_coclustering_matches_the_exact_posterior(post, exact):
+    # Rao-Blackwellised: P(z_i = z_j | x) = E[sum_k r_ik r_jk] over the posterior draws.
+    w, locs, s = post.weights, post.locs[..., 0], post.scale[..., None, None]
+    logr = np.log(w)[..., None, :] - 0.5 * ((X[:, None] - locs[..., None, :]) / s) ** 2
+    r = np.exp(logr - logr.max(-1, keepdims=True))
+    r /= r.sum(-1, keepdims=True)
+    co = np.einsum("cdik,cdjk->cdij", r, r)
+    for i, j in [(0, 1), (0, 4), (2, 3), (1, 2)]:
+        p = exact["coclustering"][i, j]
+        _close(co[..., i, j], p, np.sqrt(p * (1 - p)))

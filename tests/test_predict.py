@@ -1,0 +1,77 @@
+"""The classifier: MAP membership (temperature 0) and posterior draws (temperature 1)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import bayesmix as bm
+
+
+def _exact_probs(fit, x):
+    """Responsibilities by hand: w_k N(x; loc_k, scale) normalised over k."""
+    p = fit.params
+    dens = p.weights * np.exp(-0.5 * ((x[:, None] - p.locs[:, 0]) / p.scale) ** 2)
+    return dens / dens.sum(1, keepdims=True)
+
+
+def test_classifies_the_seed_points(seed_fit, pyro_ref):
+    labels = bm.predict(seed_fit, bm.SEED_DATA)
+    assert labels[0] == labels[1] != labels[2] == labels[3] == labels[4]
+    # The same partition as Pyro's classifier (labels may be permuted).
+    ref = np.asarray(pyro_ref["map_assignment_data"])
+    assert np.array_equal(labels, ref) or np.array_equal(labels, 1 - ref)
+
+
+def test_map_boundary_on_the_tutorial_grid(seed_fit, pyro_ref):
+    grid = np.arange(-3, 15, 0.1)
+    labels = bm.predict(seed_fit, grid)
+    change = np.nonzero(np.diff(labels))[0]
+    assert len(change) == 1
+    assert 5.7 - 1e-9 <= grid[change[0]] and grid[change[0] + 1] <= 5.8 + 1e-9
+    ref = np.asarray(pyro_ref["map_assignment_grid"]["z"])
+    assert np.array_equal(labels, ref) or np.array_equal(labels, 1 - ref)
+
+
+def test_temperature_one_frequencies_match_exact_responsibilities(seed_fit):
+    zoom = np.arange(5.5, 6.0, 0.005)
+    reps = 400
+    draws = bm.predict(seed_fit, np.repeat(zoom, reps), temperature=1, seed=0).reshape(-1, reps)
+    freq = draws.mean(1)  # frequency of component 1
+    p1 = _exact_probs(seed_fit, zoom)[:, 1]
+    se = np.sqrt(p1 * (1 - p1) / reps)
+    # Each point within 4.5 binomial standard errors (100 points: a false alarm has p < 1e-3).
+    np.testing.assert_array_less(np.abs(freq - p1), 4.5 * se + 1e-9)
+    # And all together: the chi-square statistic is compatible with its 100 degrees of freedom.
+    assert np.sum(((freq - p1) / np.maximum(se, 1e-9)) ** 2) < 150
+
+
+def test_draws_are_reproducible_for_a_seed(seed_fit):
+    x = np.linspace(5.5, 6.0, 50)
+    a = bm.predict(seed_fit, x, temperature=1, seed=7)
+    assert np.array_equal(a, bm.predict(seed_fit, x, temperature=1, seed=7))
+    assert not np.array_equal(a, bm.predict(seed_fit, x, temperature=1, seed=8))
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 1000])
+def test_any_batch_size(seed_fit, n):
+    x = np.linspace(-3, 15, n)
+    probs = bm.predict_proba(seed_fit, x)
+    assert probs.shape == (n, 2)
+    np.testing.assert_allclose(probs, _exact_probs(seed_fit, x), rtol=1e-9, atol=1e-300)
+    np.testing.assert_array_equal(bm.predict(seed_fit, x), probs.argmax(1))
+
+
+@pytest.mark.parametrize(
+    ("data", "kwargs", "message"),
+    [
+        ([1.0], {"temperature": -1}, "temperature"),
+        ([1.0], {"temperature": "hot"}, "temperature"),
+        ([[1.0, 2.0]], {}, "columns"),
+        ([np.nan], {}, "non-finite"),
+        ([], {}, "empty"),
+    ],
+)
+def test_bad_prediction_input(seed_fit, data, kwargs, message):
+    with pytest.raises(bm.BayesmixError, match=message):
+        bm.predict(seed_fit, data, **kwargs)
