@@ -9,22 +9,27 @@ def test_public_names():
     assert sorted(bm.__all__) == sorted(
         [
             "SEED_DATA",
+            "BayesianMixture",
             "BayesmixError",
             "DataError",
             "FitError",
             "LocalPosterior",
             "MAPResult",
+            "Mixture",
             "Params",
             "Posterior",
             "Priors",
             "SpecError",
             "as_data",
+            "criteria",
             "fit_local",
             "fit_map",
+            "log_density",
             "predict",
             "predict_proba",
             "read_csv",
             "sample_nuts",
+            "select_k",
         ]
     )
     assert all(hasattr(bm, name) for name in bm.__all__)

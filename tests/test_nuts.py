@@ -40,9 +40,9 @@ def test_posterior_is_far_from_the_map(exact, seed_fit):
 
 @pytest.mark.slow
 def test_shapes_and_diagnostics(post):
-    assert post.weights.shape == (4, 1000, 2)
-    assert post.locs.shape == (4, 1000, 2, 1)
-    assert post.scale.shape == (4, 1000)
+    assert post.params.weights.shape == (4, 1000, 2)
+    assert post.params.locs.shape == (4, 1000, 2, 1)
+    assert post.params.scale.shape == (4, 1000)
     d = post.diagnostics
     assert d["chains"] == 4 and d["draws"] == 1000
     assert d["summary"]["scale"]["r_hat"] < 1.05
@@ -51,19 +51,21 @@ def test_shapes_and_diagnostics(post):
 
 @pytest.mark.slow
 def test_label_invariant_functionals_match_the_exact_posterior(post, exact):
-    w, locs = post.sorted_by_loc()
-    _close(post.scale, exact["scale_mean"], exact["scale_sd"])
+    p = post.sorted_by_loc()
+    w, locs, scale = p.weights, p.locs, p.scale
+    _close(scale, exact["scale_mean"], exact["scale_sd"])
     _close(locs[..., 0, 0], exact["loc_min_mean"], exact["loc_min_sd"])
     _close(locs[..., 1, 0], exact["loc_max_mean"], exact["loc_max_sd"])
     _close(w[..., 1], exact["weight_upper_mean"], exact["weight_upper_sd"])
     # The median through P(scale < exact median) = 1/2.
-    _close((post.scale < exact["scale_median"]).astype(float), 0.5, 0.5)
+    _close((scale < exact["scale_median"]).astype(float), 0.5, 0.5)
 
 
 @pytest.mark.slow
 def test_coclustering_matches_the_exact_posterior(post, exact):
     # Rao-Blackwellised: P(z_i = z_j | x) = E[sum_k r_ik r_jk] over the posterior draws.
-    w, locs, s = post.weights, post.locs[..., 0], post.scale[..., None, None]
+    p = post.params
+    w, locs, s = p.weights, p.locs[..., 0], p.scale[..., None, None]
     logr = np.log(w)[..., None, :] - 0.5 * ((X[:, None] - locs[..., None, :]) / s) ** 2
     r = np.exp(logr - logr.max(-1, keepdims=True))
     r /= r.sum(-1, keepdims=True)

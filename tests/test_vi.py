@@ -25,8 +25,8 @@ def test_local_probabilities_are_normalised_and_match_responsibilities(seed_fit,
 def test_converges_to_soft_responsibilities():
     # Points near the boundary have responsibilities far from 0 and 1.
     x = np.array([0.0, 1.0, 5.2, 5.75, 6.3, 10.0, 11.0, 12.0])
-    fit = bm.fit_map(x, 2)
-    local = bm.fit_local(fit, x, steps=3000, learning_rate=0.05)
+    fit = bm.fit_map(x, 2, steps=1000)
+    local = bm.fit_local(fit, x, steps=3000, learning_rate=0.1, final_learning_rate=1e-4)
     exact = bm.predict_proba(fit, x)
     assert 0.05 < exact[3, 0] < 0.95
     np.testing.assert_allclose(local.probs, exact, atol=1e-4)

@@ -13,30 +13,47 @@ from .errors import BayesmixError, DataError, FitError, SpecError
 from .infer.map import fit_map
 from .infer.nuts import sample_nuts
 from .infer.vi import fit_local
-from .model import Params, Priors
-from .predict import predict, predict_proba
+from .model import Mixture, Params, Priors
+from .predict import log_density, predict, predict_proba
 from .result import LocalPosterior, MAPResult, Posterior
+from .select import criteria, select_k
 
 __all__ = [
     "SEED_DATA",
+    "BayesianMixture",
     "BayesmixError",
     "DataError",
     "FitError",
     "LocalPosterior",
     "MAPResult",
+    "Mixture",
     "Params",
     "Posterior",
     "Priors",
     "SpecError",
     "as_data",
+    "criteria",
     "fit_local",
     "fit_map",
+    "log_density",
     "predict",
     "predict_proba",
     "read_csv",
     "sample_nuts",
+    "select_k",
 ]
 __version__ = "0.1.0"
+
+
+
+def __getattr__(name: str):
+    # The scikit-learn estimator is imported on first use: scikit-learn is an optional extra.
+    if name == "BayesianMixture":
+        from .estimator import BayesianMixture
+
+        return BayesianMixture
+    raise AttributeError(f"module 'bayesmix' has no attribute {name!r}")
+
 
 # A second run of the same workflow loads compiled programs instead of compiling them again
 # (BAYESMIX_CACHE_DIR, else ~/.cache/bayesmix/jax; a cache the user configured is kept).

@@ -153,12 +153,12 @@ def _report(w) -> str:
         "MAP estimate" + ("" if f.converged else " (NOT converged: raise --steps)") + ":",
         f"  weights = {_fmt(f.params.weights)}",
         f"  locs    = {_fmt(f.params.locs[:, 0] if w.x.shape[1] == 1 else f.params.locs)}",
-        f"  scale   = {float(f.params.scale):.4f}",
+        f"  scale   = {_fmt(f.params.scale)}",
         f"  negative log joint = {f.neg_log_joint:.4f}",
         f"Classification (MAP component of each row): {_fmt(w.labels)}",
         "Local variational probabilities q(z_n = k):",
         *(f"  {row}" for row in _fmt(w.local.probs).splitlines()),
-        f"Posterior (collapsed NUTS, {post.num_chains} chains x {post.scale.shape[1]} draws; "
+        f"Posterior (collapsed NUTS, {post.num_chains} chains x {post.num_draws} draws; "
         "components ordered by loc):",
         f"  {'quantity':<12} {'mean':>9} {'sd':>9} {'5%':>9} {'95%':>9} {'ESS':>7} {'R-hat':>6}",
     ]

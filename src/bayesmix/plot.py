@@ -6,12 +6,12 @@ from threads and servers. The 1-D figures (density, assignments over a grid) nee
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import numpy as np
 from matplotlib.figure import Figure
 
+from .model import component_log_prob
 from .result import LocalPosterior, MAPResult, Posterior
 
 __all__ = [
@@ -53,13 +53,11 @@ def gradient_norms(norms: Mapping[str, np.ndarray], title: str = "Gradient norms
 def mixture_density(fit: MAPResult, x: np.ndarray, grid: np.ndarray) -> Figure:
     """Each weighted component, their sum, and the data (D == 1). x: (N, 1); grid: (G,)."""
     p = fit.params
+    dens = p.weights * np.exp(np.asarray(component_log_prob(p, np.asarray(grid)[:, None])))
     fig, ax = _figure(10, 4)
-    total = np.zeros_like(grid, dtype=float)
     for j in range(fit.k):
-        z = (grid - p.locs[j, 0]) / p.scale
-        y = p.weights[j] * np.exp(-0.5 * z**2) / (p.scale * math.sqrt(2 * math.pi))
-        total += y
-        ax.plot(grid, y, "-", label=f"component {j} (loc {p.locs[j, 0]:.3g})")
+        ax.plot(grid, dens[:, j], "-", label=f"component {j} (loc {p.locs[j, 0]:.3g})")
+    total = dens.sum(1)
     ax.plot(grid, total, "k--", label="mixture")
     ax.plot(x[:, 0], np.zeros(len(x)), "k*", label="data")
     ax.set(
@@ -109,7 +107,8 @@ def assignment_probabilities(local: LocalPosterior, x: np.ndarray, fit: MAPResul
 
 def posterior_locs(post: Posterior) -> Figure:
     """2-D histogram of the first coordinate of locs[0] against locs[1], all chains pooled."""
-    a, b = post.locs[..., 0, 0].ravel(), post.locs[..., 1, 0].ravel()
+    locs = post.params.locs
+    a, b = locs[..., 0, 0].ravel(), locs[..., 1, 0].ravel()
     fig, ax = _figure(7, 7)
     h, xs, ys, image = ax.hist2d(a, b, bins=[20, 20])
     ax.contour(
@@ -133,8 +132,8 @@ def trace(post: Posterior) -> Figure:
     fig = Figure(figsize=(8, 1.2 + 1.8 * chains), dpi=100, facecolor="white", layout="tight")
     axes = fig.subplots(chains, 1, squeeze=False, sharex=True)[:, 0]
     for c, ax in enumerate(axes):
-        for j in range(post.locs.shape[2]):
-            ax.plot(post.locs[c, :, j, 0], lw=0.7, label=f"loc of component {j}")
+        for j in range(post.model.k):
+            ax.plot(post.params.locs[c, :, j, 0], lw=0.7, label=f"loc of component {j}")
         ax.set(ylabel=f"loc (chain {c})")
     axes[0].set_title("Trace plot of loc parameter during NUTS inference")
     axes[0].legend(loc="upper right")

@@ -9,20 +9,23 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.scipy.special import logsumexp
 
 from ._jit import sized_jit
 from .data import as_data
-from .enumerate import assign, log_responsibilities
+from .enumerate import assign, log_weighted
 from .errors import SpecError
-from .model import Params
 from .result import MAPResult
 
-__all__ = ["predict", "predict_proba"]
+__all__ = ["log_density", "predict", "predict_proba"]
 
 
 @sized_jit
 def _classify(params, x, key, temperature):
-    return assign(key, params, x, temperature), jnp.exp(log_responsibilities(params, x))
+    lw = log_weighted(params, x)
+    log_density = logsumexp(lw, axis=-1)
+    probs = jnp.exp(lw - log_density[:, None])
+    return assign(key, params, x, temperature), probs, log_density
 
 
 def _run(fit: MAPResult, data: object, temperature: float, seed: int):
@@ -30,11 +33,9 @@ def _run(fit: MAPResult, data: object, temperature: float, seed: int):
     n = x.shape[0]
     padded = max(8, 1 << (n - 1).bit_length())
     xp = np.concatenate([x, np.repeat(x[:1], padded - n, axis=0)])
-    params = Params(*(jnp.asarray(p) for p in fit.params))
-    labels, probs = _classify(
-        params, jnp.asarray(xp), jax.random.key(seed), temperature, work=padded * fit.k
-    )
-    return np.asarray(labels[:n]), np.asarray(probs[:n])
+    params = jax.tree.map(jnp.asarray, fit.params)
+    out = _classify(params, jnp.asarray(xp), jax.random.key(seed), temperature, work=padded * fit.k)
+    return tuple(np.asarray(v[:n]) for v in out)
 
 
 def predict(fit: MAPResult, data: object, *, temperature: float = 0.0, seed: int = 0) -> np.ndarray:
@@ -56,3 +57,8 @@ def predict(fit: MAPResult, data: object, *, temperature: float = 0.0, seed: int
 def predict_proba(fit: MAPResult, data: object) -> np.ndarray:
     """Membership probabilities p(z_n = k | x_n, globals) (N, K); rows sum to one."""
     return _run(fit, data, 0.0, 0)[1]
+
+
+def log_density(fit: MAPResult, data: object) -> np.ndarray:
+    """log p(x_n | globals) = log sum_k w_k p(x_n | k) of each row (N,)."""
+    return _run(fit, data, 0.0, 0)[2]

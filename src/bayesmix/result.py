@@ -10,18 +10,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .model import Params, Priors
+from .model import Mixture, Params, Priors
 
 __all__ = ["LocalPosterior", "MAPResult", "Posterior", "posterior_diagnostics"]
 
 
 @dataclass(frozen=True)
 class MAPResult:
-    """A MAP fit. params: weights (K,), locs (K, D), scale (); losses and grad norms per step."""
+    """A MAP fit of `model`: params (see `bayesmix.model.params` for shapes), the negative log
+    joint and the log likelihood at the MAP, and the loss and gradient norms per step."""
 
+    model: Mixture
     params: Params
     priors: Priors
     neg_log_joint: float
+    log_likelihood: float
     init_losses: np.ndarray
     best_init: int
     losses: np.ndarray
@@ -31,7 +34,7 @@ class MAPResult:
 
     @property
     def k(self) -> int:
-        return int(self.params.weights.shape[0])
+        return self.model.k
 
     @property
     def initial_loss(self) -> float:
@@ -39,12 +42,11 @@ class MAPResult:
         return float(self.init_losses[self.best_init])
 
     def to_dict(self) -> dict:
-        p = self.params
         return {
-            "weights": p.weights.tolist(),
-            "locs": p.locs.tolist(),
-            "scale": float(p.scale),
+            "model": self.model.describe(),
+            **_params_dict(self.params),
             "neg_log_joint": self.neg_log_joint,
+            "log_likelihood": self.log_likelihood,
             "converged": self.converged,
             "final_grad_norm": self.final_grad_norm,
         }
@@ -61,58 +63,77 @@ class LocalPosterior:
 
 @dataclass(frozen=True)
 class Posterior:
-    """Draws of the globals from collapsed NUTS.
+    """Draws of the globals of `model` from collapsed NUTS.
 
-    weights: (chains, draws, K); locs: (chains, draws, K, D); scale: (chains, draws).
-    `sampler` holds per-draw sampler statistics, each (chains, draws): diverging,
-    acceptance_rate, num_steps, energy. `diagnostics` comes from `posterior_diagnostics`.
+    params: Params whose every field has two leading axes (chains, draws), e.g. weights
+    (chains, draws, K), locs (chains, draws, K, D). `sampler` holds per-draw sampler
+    statistics, each (chains, draws): diverging, acceptance_rate, num_steps, energy.
+    `diagnostics` comes from `posterior_diagnostics`.
     """
 
-    weights: np.ndarray
-    locs: np.ndarray
-    scale: np.ndarray
+    model: Mixture
+    params: Params
     sampler: dict[str, np.ndarray]
     diagnostics: dict = field(default_factory=dict)
 
     @property
     def num_chains(self) -> int:
-        return int(self.scale.shape[0])
+        return int(self.params.locs.shape[0])
 
-    def sorted_by_loc(self) -> tuple[np.ndarray, np.ndarray]:
-        """Label-invariant view: (weights, locs) with components ordered by the first loc
-        coordinate in every draw (the ordering-constraint relabeling)."""
-        order = np.argsort(self.locs[..., 0], axis=-1)
-        w = np.take_along_axis(self.weights, order, axis=-1)
-        locs = np.take_along_axis(self.locs, order[..., None], axis=-2)
-        return w, locs
+    @property
+    def num_draws(self) -> int:
+        return int(self.params.locs.shape[1])
+
+    def sorted_by_loc(self) -> Params:
+        """Label-invariant view: every component field reordered so that the components are
+        sorted by the first loc coordinate in every draw (the ordering-constraint relabeling)."""
+        order = np.argsort(self.params.locs[..., 0], axis=-1)  # (chains, draws, K)
+        out = {}
+        for name in Params._fields:
+            v = getattr(self.params, name)
+            if v is not None and name in self.model.component_fields:
+                idx = order.reshape(order.shape + (1,) * (v.ndim - 3))
+                v = np.take_along_axis(v, idx, axis=2)
+            out[name] = v
+        return Params(**out)
 
     def to_dict(self) -> dict:
-        return {
-            "weights": self.weights.tolist(),
-            "locs": self.locs.tolist(),
-            "scale": self.scale.tolist(),
-            "diagnostics": self.diagnostics,
-        }
+        return {**_params_dict(self.params), "diagnostics": self.diagnostics}
+
+
+def _params_dict(params: Params) -> dict:
+    return {name: np.asarray(v).tolist() for name, v in params._asdict().items() if v is not None}
+
+
+def _quantities(p: Params) -> dict[str, np.ndarray]:
+    """Scalar draws (chains, draws) of every parameter element, named like "locs[1,0]";
+    correlations as the lower triangle of C C^T."""
+    out = {}
+    for name, v in p._asdict().items():
+        if v is None:
+            continue
+        if name == "corr_chol":
+            v = np.einsum("...ij,...kj->...ik", v, v)
+            lower = np.tril_indices(v.shape[-1], -1)
+            v = v[..., lower[0], lower[1]]
+            name = "corr"
+        for idx in np.ndindex(*v.shape[2:]):
+            label = f"{name}[{','.join(map(str, idx))}]" if idx else name
+            out[label] = v[(slice(None), slice(None), *idx)]
+    return out
 
 
 def posterior_diagnostics(post: Posterior) -> dict:
     """R-hat, bulk/tail ESS (ArviZ) of label-invariant quantities, divergences, warnings.
 
-    Quantities: the scale and, after ordering components by their first loc coordinate,
-    each weight and loc. Returns a JSON-ready dict with a list of plain-words `warnings`.
+    Quantities: every parameter element after ordering the components by their first loc
+    coordinate. Returns a JSON-ready dict with a list of plain-words `warnings`.
     """
     import arviz as az  # imported here: it is slow to import and only needed for draws
 
-    w, locs = post.sorted_by_loc()
-    k, d = locs.shape[-2:]
-    quantities = {"scale": post.scale}
-    for j in range(k):
-        quantities[f"weights[{j}]"] = w[..., j]
-        for c in range(d):
-            quantities[f"locs[{j},{c}]"] = locs[..., j, c]
-    chains, draws = post.scale.shape
+    chains, draws = post.num_chains, post.num_draws
     table = {}
-    for name, v in quantities.items():
+    for name, v in _quantities(post.sorted_by_loc()).items():
         row = {"mean": float(v.mean()), "sd": float(v.std()), "median": float(np.median(v))}
         row["q5"], row["q95"] = (float(q) for q in np.quantile(v, [0.05, 0.95]))
         row["ess_bulk"] = float(az.ess(v, method="bulk"))

@@ -1,8 +1,10 @@
 """Initial values of the globals, drawn in batches so that many restarts are one computation.
 
-`seed` is the tutorial's scheme: uniform weights, scale sqrt(var / 2), locs at K distinct data
-points chosen uniformly. `kmeans++` places the locs by D^2 sampling and sets the scale from
-the mean squared distance to the nearest loc.
+Each scheme returns a structure-free `Init` (weights, locs, spread per column) that the model
+spec turns into its parameters (`Mixture.params_from_init`).
+`seed` is the tutorial's scheme: uniform weights, spread sqrt(var / 2) (so the shared scale is
+the tutorial's sqrt(var / 2)), locs at K distinct data points chosen uniformly. `kmeans++`
+places the locs by D^2 sampling and sets the spread from the residuals to the nearest loc.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from ..model import Params
+from ..model import Init
+from ..model.components import scaled_sq_distances
 
 __all__ = ["INITS", "distinct_indices", "init_kmeanspp", "init_seed"]
 
@@ -37,15 +40,18 @@ def distinct_indices(key: jax.Array, n: int, k: int) -> jnp.ndarray:
     return jax.lax.fori_loop(0, k, body, jnp.full((k,), -1, jnp.int32))
 
 
-def init_seed(key: jax.Array, x: jnp.ndarray, k: int) -> Params:
-    """The tutorial's initialization for one restart. x: (N, D) -> Params with locs (K, D)."""
+def _spread(x: jnp.ndarray) -> jnp.ndarray:
+    return jnp.sqrt(jnp.var(x, axis=0, ddof=1) / 2.0)
+
+
+def init_seed(key: jax.Array, x: jnp.ndarray, k: int) -> Init:
+    """The tutorial's initialization for one restart. x: (N, D) -> Init with locs (K, D)."""
     idx = distinct_indices(key, x.shape[0], k)
-    scale = jnp.sqrt(jnp.mean(jnp.var(x, axis=0, ddof=1)) / 2.0)
-    return Params(_uniform_weights(k, x.dtype), x[idx], scale)
+    return Init(_uniform_weights(k, x.dtype), x[idx], _spread(x))
 
 
-def init_kmeanspp(key: jax.Array, x: jnp.ndarray, k: int) -> Params:
-    """k-means++ seeding of the locs for one restart. x: (N, D) -> Params with locs (K, D)."""
+def init_kmeanspp(key: jax.Array, x: jnp.ndarray, k: int) -> Init:
+    """k-means++ seeding of the locs for one restart. x: (N, D) -> Init with locs (K, D)."""
     n, d = x.shape
     keys = jax.random.split(key, k)
     first = x[jax.random.randint(keys[0], (), 0, n)]
@@ -59,15 +65,17 @@ def init_kmeanspp(key: jax.Array, x: jnp.ndarray, k: int) -> Params:
         new = x[jax.random.categorical(keys[i], logits)]
         return locs.at[i].set(new), jnp.minimum(d2, jnp.sum((x - new) ** 2, axis=-1))
 
-    locs, d2 = jax.lax.fori_loop(1, k, body, (locs, d2))
-    spread = jnp.sqrt(jnp.mean(jnp.var(x, axis=0, ddof=1)) / 2.0)
-    scale = jnp.sqrt(jnp.mean(d2) / d)
-    scale = jnp.where(scale > 1e-3 * spread, scale, spread)
-    return Params(_uniform_weights(k, x.dtype), locs, scale)
+    locs, _ = jax.lax.fori_loop(1, k, body, (locs, d2))
+    nearest = jnp.argmin(scaled_sq_distances(x, locs, jnp.ones_like(locs)), axis=1)
+    resid = jnp.sqrt(jnp.mean((x - locs[nearest]) ** 2, axis=0))
+    fallback = _spread(x)
+    return Init(
+        _uniform_weights(k, x.dtype), locs, jnp.where(resid > 1e-3 * fallback, resid, fallback)
+    )
 
 
-#: Initialization schemes by name: (key, x (N, D), k) -> Params.
-INITS: dict[str, Callable[[jax.Array, jnp.ndarray, int], Params]] = {
+#: Initialization schemes by name: (key, x (N, D), k) -> Init.
+INITS: dict[str, Callable[[jax.Array, jnp.ndarray, int], Init]] = {
     "seed": init_seed,
     "kmeans++": init_kmeanspp,
 }

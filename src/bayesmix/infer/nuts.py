@@ -19,15 +19,7 @@ from .._jit import sized_jit
 from ..data import as_data
 from ..enumerate import log_joint
 from ..errors import FitError, SpecError
-from ..model import (
-    Params,
-    Priors,
-    check_k,
-    check_priors,
-    from_unconstrained,
-    log_abs_det_jacobian,
-    to_unconstrained,
-)
+from ..model import Mixture, Params, Priors, check_k, check_priors
 from ..result import Posterior, posterior_diagnostics
 from .init import INITS
 
@@ -37,22 +29,22 @@ __all__ = ["log_density_u", "sample_nuts"]
 _MAX_DRAW_BYTES = 8 * 2**30
 
 
-def log_density_u(u: Params, x: jnp.ndarray, priors: Priors) -> jnp.ndarray:
+def log_density_u(u: Params, model: Mixture, x: jnp.ndarray, priors: Priors) -> jnp.ndarray:
     """Unnormalized log posterior of unconstrained globals (with the log-Jacobian)."""
-    return log_joint(from_unconstrained(u), x, priors) + log_abs_det_jacobian(u)
+    return log_joint(model.from_unconstrained(u), x, priors) + model.log_abs_det_jacobian(u)
 
 
 @partial(
     sized_jit,
-    static_argnames=("k", "chains", "warmup", "draws", "init", "target_accept", "dense_mass"),
+    static_argnames=("model", "chains", "warmup", "draws", "init", "target_accept", "dense_mass"),
 )
-def _nuts_program(x, priors, key, *, k, chains, warmup, draws, init, target_accept, dense_mass):
+def _nuts_program(x, priors, key, *, model, chains, warmup, draws, init, target_accept, dense_mass):
     def logdensity(u):
-        return log_density_u(u, x, priors)
+        return log_density_u(u, model, x, priors)
 
     def one_chain(key):
         k_init, k_warm, k_draw = jax.random.split(key, 3)
-        u0 = to_unconstrained(INITS[init](k_init, x, k))
+        u0 = model.to_unconstrained(model.params_from_init(INITS[init](k_init, x, model.k)))
         adapt = blackjax.window_adaptation(
             blackjax.nuts,
             logdensity,
@@ -66,7 +58,7 @@ def _nuts_program(x, priors, key, *, k, chains, warmup, draws, init, target_acce
         def step(state, key):
             state, info = kernel(key, state)
             stats = (info.is_divergent, info.acceptance_rate, info.num_integration_steps)
-            return state, (from_unconstrained(state.position), stats, info.energy)
+            return state, (model.from_unconstrained(state.position), stats, info.energy)
 
         _, out = jax.lax.scan(step, state, jax.random.split(k_draw, draws))
         return out
@@ -78,6 +70,9 @@ def sample_nuts(
     data: object,
     k: int,
     *,
+    covariance: str = "shared",
+    family: str = "normal",
+    df: float | None = None,
     priors: Priors = Priors(),  # noqa: B008 (an immutable NamedTuple)
     chains: int = 4,
     warmup: int = 1000,
@@ -87,19 +82,21 @@ def sample_nuts(
     dense_mass: bool = False,
     seed: int = 0,
 ) -> Posterior:
-    """Draw from p(weights, locs, scale | x) by collapsed NUTS.
+    """Draw from p(globals | x) by collapsed NUTS.
 
+    covariance, family, df and priors define the model as for `fit_map`.
     Each chain starts from its own initialization (`init` scheme, as for the MAP fit), adapts
     for `warmup` steps and keeps `draws` draws. The defaults (4 chains, 1000 + 1000) give a
     checkable posterior; the tutorial used 1 chain, 50 warm-up steps and 250 draws.
     `dense_mass` adapts a full mass matrix instead of a diagonal one.
 
-    Returns a Posterior with weights (chains, draws, K), locs (chains, draws, K, D), scale
-    (chains, draws), sampler statistics and diagnostics (R-hat, ESS, divergences, warnings).
+    Returns a Posterior whose params have leading axes (chains, draws) (weights (chains,
+    draws, K), locs (chains, draws, K, D), ...), sampler statistics and diagnostics (R-hat, ESS,
+    divergences, warnings).
     """
     x = as_data(data)
-    k = check_k(k, x.shape[0])
-    priors = check_priors(priors)
+    model = Mixture(check_k(k, x.shape[0]), covariance, family, df)
+    priors = check_priors(priors, x.shape[1])
     for name, value, low in (("chains", chains, 1), ("warmup", warmup, 10), ("draws", draws, 1)):
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
             raise SpecError(f"{name} must be a whole number >= {low}, got {value!r}")
@@ -107,18 +104,18 @@ def sample_nuts(
         raise SpecError(f"target_accept must be between 0 and 1, got {target_accept}")
     if init not in INITS:
         raise SpecError(f"unknown init {init!r}; choose one of {sorted(INITS)}")
-    nbytes = chains * draws * k * (x.shape[1] + 2) * 8
+    nbytes = chains * draws * model.num_free_parameters(x.shape[1]) * 8
     if nbytes > _MAX_DRAW_BYTES:
         raise SpecError(
-            f"{chains} chains x {draws} draws of {k} components would need "
+            f"{chains} chains x {draws} draws of {model.k} components would need "
             f"{nbytes / 2**30:.1f} GiB for the draws alone; use fewer chains or draws"
         )
     out = _nuts_program(
         jnp.asarray(x),
         priors,
         jax.random.key(seed),
-        work=x.size * k * chains,
-        k=k,
+        work=x.size * model.k * chains,
+        model=model,
         chains=int(chains),
         warmup=int(warmup),
         draws=int(draws),
@@ -127,12 +124,12 @@ def sample_nuts(
         dense_mass=bool(dense_mass),
     )
     params, (divergent, accept, steps), energy = jax.device_get(out)
-    if not np.all(np.isfinite(params.scale)):
+    params = jax.tree.map(np.asarray, params)
+    if not all(np.all(np.isfinite(v)) for v in jax.tree.leaves(params)):
         raise FitError("NUTS produced non-finite draws; check the data and priors")
     post = Posterior(
-        weights=np.asarray(params.weights),
-        locs=np.asarray(params.locs),
-        scale=np.asarray(params.scale),
+        model=model,
+        params=params,
         sampler={
             "diverging": np.asarray(divergent),
             "acceptance_rate": np.asarray(accept),

@@ -18,9 +18,10 @@ import optax
 from .._jit import sized_jit
 from ..data import as_data
 from ..enumerate import log_weighted
-from ..errors import FitError, SpecError
+from ..errors import FitError
 from ..model import Params, Priors, log_prior
 from ..result import LocalPosterior, MAPResult
+from .optim import adam, check_optimizer
 
 __all__ = ["fit_local", "local_elbo_loss"]
 
@@ -34,9 +35,9 @@ def local_elbo_loss(logits: jnp.ndarray, params: Params, x: jnp.ndarray, priors:
 
 
 @partial(sized_jit, static_argnames=("steps",))
-def _local_program(params, x, priors, lr, b1, b2, *, steps):
+def _local_program(params, x, priors, lr, b1, b2, final_lr, *, steps):
     logits = jnp.zeros((x.shape[0], params.weights.shape[0]), x.dtype)
-    opt = optax.adam(lr, b1=b1, b2=b2)
+    opt = adam(lr, b1, b2, final_lr, steps)
     loss_grad = jax.value_and_grad(local_elbo_loss)
 
     def step(carry, _):
@@ -56,24 +57,24 @@ def fit_local(
     steps: int = 200,
     learning_rate: float = 0.2,
     betas: tuple[float, float] = (0.8, 0.99),
+    final_learning_rate: float | None = None,
 ) -> LocalPosterior:
     """Learn q(z_n) for every row of `data` (N, D) with the globals fixed at `fit`'s MAP.
 
-    Defaults are the tutorial's (Adam, lr 0.2, betas 0.8/0.99, 200 steps). Returns a
+    Defaults are the tutorial's (Adam, lr 0.2, betas 0.8/0.99, 200 steps);
+    `final_learning_rate` decays the learning rate to that value over the steps. Returns a
     LocalPosterior with `probs` (N, K), rows summing to one, and the loss and gradient-norm
     trace (steps,).
     """
     x = as_data(data, for_fit=False, dim=fit.params.locs.shape[-1])
-    if not isinstance(steps, int | np.integer) or steps < 1:
-        raise SpecError(f"steps must be a whole number >= 1, got {steps!r}")
-    params = Params(*(jnp.asarray(p) for p in fit.params))
+    steps, *opt = check_optimizer(steps, learning_rate, betas, final_learning_rate)
+    params = jax.tree.map(jnp.asarray, fit.params)
     probs, losses, norms = jax.device_get(
         _local_program(
             params,
             jnp.asarray(x),
             fit.priors,
-            learning_rate,
-            *betas,
+            *opt,
             work=x.size * fit.k,
             steps=steps,
         )

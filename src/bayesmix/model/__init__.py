@@ -1,17 +1,20 @@
-"""The mixture model: its globals, priors and component densities."""
+"""The mixture model: its spec, globals, priors and component densities."""
 
-from .gaussian import component_log_prob
-from .params import Params, check_k, from_unconstrained, log_abs_det_jacobian, to_unconstrained
+from .components import component_log_prob, covariance_cholesky
+from .params import Params
 from .priors import Priors, check_priors, log_prior
+from .spec import COVARIANCES, FAMILIES, Init, Mixture, check_k
 
 __all__ = [
+    "COVARIANCES",
+    "FAMILIES",
+    "Init",
+    "Mixture",
     "Params",
     "Priors",
     "check_k",
     "check_priors",
     "component_log_prob",
-    "from_unconstrained",
-    "log_abs_det_jacobian",
+    "covariance_cholesky",
     "log_prior",
-    "to_unconstrained",
 ]

@@ -1,0 +1,68 @@
+"""Choosing K: information criteria of MAP fits, and a ranked table over candidate K.
+
+BIC = -2 log L + p log N;  AIC = -2 log L + 2 p;  ICL = BIC + 2 * (classification entropy
+-sum_nk r_nk log r_nk), all at the MAP, lower is better; p counts the model's free parameters
+(`Mixture.num_free_parameters`). These criteria are invariant to the labelling of components.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from .data import as_data
+from .errors import SpecError
+from .predict import log_density, predict_proba
+from .result import MAPResult
+
+__all__ = ["CRITERIA", "criteria", "select_k"]
+
+CRITERIA = ("bic", "aic", "icl")
+
+
+def criteria(fit: MAPResult, data: object) -> dict[str, float]:
+    """BIC, AIC and ICL of a MAP fit on `data` (N, D), with log L and p."""
+    x = as_data(data, for_fit=False, dim=fit.params.locs.shape[-1])
+    n, d = x.shape
+    p = fit.model.num_free_parameters(d)
+    loglik = float(np.sum(log_density(fit, x)))
+    r = predict_proba(fit, x)
+    entropy = float(-np.sum(r * np.log(np.where(r > 0, r, 1.0))))
+    bic = -2 * loglik + p * math.log(n)
+    return {
+        "log_likelihood": loglik,
+        "n_parameters": p,
+        "bic": bic,
+        "aic": -2 * loglik + 2 * p,
+        "icl": bic + 2 * entropy,
+    }
+
+
+def select_k(
+    data: object,
+    ks: Sequence[int],
+    fit: Callable[[np.ndarray, int], MAPResult],
+    criterion: str = "bic",
+) -> list[dict]:
+    """Fit every K in `ks` with `fit(x, k)` and rank them by `criterion` (best first).
+
+    Returns one dict per K: {"k", "bic", "aic", "icl", "log_likelihood", "n_parameters",
+    "occupied" (components with at least one MAP-assigned row), "rank"}.
+    """
+    if criterion not in CRITERIA:
+        raise SpecError(f"unknown criterion {criterion!r}; choose one of {CRITERIA}")
+    x = as_data(data)
+    if not ks:
+        raise SpecError("give at least one K to compare")
+    rows = []
+    for k in ks:
+        result = fit(x, k)
+        row = {"k": int(k), **criteria(result, x)}
+        row["occupied"] = int(len(np.unique(np.argmax(predict_proba(result, x), axis=1))))
+        rows.append(row)
+    rows.sort(key=lambda r: r[criterion])
+    for rank, row in enumerate(rows, 1):
+        row["rank"] = rank
+    return rows
