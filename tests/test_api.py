@@ -9,6 +9,7 @@ def test_public_names():
     assert sorted(bm.__all__) == sorted(
         [
             "SEED_DATA",
+            "SavedModel",
             "BayesianMixture",
             "BayesmixError",
             "DataError",
@@ -24,11 +25,13 @@ def test_public_names():
             "criteria",
             "fit_local",
             "fit_map",
+            "load",
             "log_density",
             "predict",
             "predict_proba",
             "read_csv",
             "sample_nuts",
+            "save",
             "select_k",
         ]
     )

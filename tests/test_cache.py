@@ -1,29 +1,48 @@
-"""The persistent compilation cache: the second run of a workflow loads, not compiles."""
+"""The persistent caches: the second run of a workflow neither traces nor compiles again."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 
+import numpy as np
+
+import bayesmix as bm
+from bayesmix import _jit
+
 SCRIPT = """
-import jax
+import json, jax
 jax.config.update("jax_enable_x64", True)
 import bayesmix as bm
-bm.predict(bm.fit_map(bm.SEED_DATA, 2, n_init=5, steps=5), [1.0])
+fit = bm.fit_map(bm.SEED_DATA, 2, n_init=5, steps=5)
+print(json.dumps([fit.neg_log_joint, bm.predict_proba(fit, [1.0, 5.75]).tolist()]))
 """
 
 
 def _run(cache):
-    env = {**os.environ, "BAYESMIX_CACHE_DIR": str(cache), "JAX_LOG_COMPILES": "0"}
-    subprocess.run([sys.executable, "-c", SCRIPT], env=env, check=True, capture_output=True)
-    return {p.name: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()}
+    env = {**os.environ, "BAYESMIX_CACHE_DIR": str(cache)}
+    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, check=True, capture_output=True)
+    files = {p.relative_to(cache): p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()}
+    return json.loads(out.stdout), files
 
 
-def test_second_run_reuses_the_cache(tmp_path):
+def test_second_run_reuses_both_caches(tmp_path):
     cache = tmp_path / "cache"
-    first = _run(cache)
-    assert len(first) >= 2  # the MAP program and the classifier at least
-    second = _run(cache)
-    # Nothing new was compiled and written: every entry of the second run existed already.
-    assert set(second) == set(first)
+    first, files = _run(cache)
+    exported = {p for p in files if p.parts[0] == "exported"}
+    assert len(exported) == 2  # the MAP program and the classifier
+    assert len(files) > len(exported)  # compiled executables beside them
+    second, again = _run(cache)
+    # Nothing new was exported or compiled, nothing rewritten; the results are identical.
+    assert again == files
+    assert second == first
+
+
+def test_exported_programs_compute_what_jit_computes(monkeypatch):
+    cached = bm.fit_map(bm.SEED_DATA, 2, n_init=7, steps=11)
+    monkeypatch.setattr(_jit, "_EXPORT_DIR", None)
+    plain = bm.fit_map(bm.SEED_DATA, 2, n_init=7, steps=11)
+    np.testing.assert_array_equal(cached.losses, plain.losses)
+    np.testing.assert_array_equal(cached.params.locs, plain.params.locs)

@@ -64,7 +64,20 @@ def test_summary_agrees_with_the_library(demo, seed_fit):
 def test_fit_on_a_csv(tmp_path):
     data = tmp_path / "d.csv"
     data.write_text("id,value\n" + "".join(f"{i},{v}\n" for i, v in enumerate([0, 1, 10, 11, 12])))
-    args = ["fit", str(data), "--k", "2", "--column", "value", "--draws", "100", "--warmup", "100"]
+    args = [
+        "fit",
+        str(data),
+        "--k",
+        "2",
+        "--column",
+        "value",
+        "--draws",
+        "100",
+        "--warmup",
+        "100",
+        "--priors",
+        "seed",
+    ]
     result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "o"), "--no-figures", "-q"])
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
@@ -101,7 +114,64 @@ def test_bad_input_exits_cleanly_and_writes_nothing(tmp_path, content, extra, me
     assert [p.name for p in out.iterdir()] == ["summary.json"]
 
 
+def test_fit_multivariate_with_a_model_choice(tmp_path):
+    from sklearn.datasets import load_iris
+
+    x, species = load_iris(return_X_y=True)
+    data = tmp_path / "iris.csv"
+    np.savetxt(data, x, delimiter=",", header="sl,sw,pl,pw", comments="")
+    out = tmp_path / "o"
+    args = [
+        "fit",
+        str(data),
+        "--k",
+        "3",
+        "--covariance",
+        "full",
+        "--init",
+        "kmeans++",
+        "--n-init",
+        "10",
+        "--steps",
+        "500",
+        "--chains",
+        "2",
+        "--warmup",
+        "100",
+        "--draws",
+        "100",
+    ]
+    result = CliRunner().invoke(main, [*args, "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["map"]["model"] == {"k": 3, "covariance": "full", "family": "normal", "df": None}
+    assert np.shape(summary["map"]["corr_chol"]) == (3, 4, 4)
+    # The CLI's default priors for fit are scaled to the data (Priors.from_data).
+    np.testing.assert_allclose(summary["settings"]["priors"]["locs_loc"], x.mean(0))
+    from sklearn.metrics import adjusted_rand_score
+
+    assert adjusted_rand_score(species, summary["classification"]) > 0.85
+    assert {"pairwise.png", "membership_uncertainty.png", "trace.png"} <= {
+        p.name for p in out.iterdir()
+    }
+
+
+def test_select_ranks_k_and_writes_the_plot(tmp_path):
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(-4, 1, 80), rng.normal(4, 1, 80)])
+    data = tmp_path / "d.csv"
+    data.write_text("v\n" + "\n".join(map(str, x)) + "\n")
+    out = tmp_path / "s"
+    result = CliRunner().invoke(main, ["select", str(data), "--k", "1..3", "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    ranking = json.loads((out / "select.json").read_text())["ranking"]
+    assert [r["k"] for r in ranking][0] == 2
+    assert (out / "select.png").read_bytes()[:4] == b"\x89PNG"
+    bad = CliRunner().invoke(main, ["select", str(data), "--k", "0..x"])
+    assert bad.exit_code == 2 and "range like 1..8" in bad.output
+
+
 def test_every_command_has_help_with_an_example():
-    for args in (["--help"], ["demo", "--help"], ["fit", "--help"]):
+    for args in (["--help"], ["demo", "--help"], ["fit", "--help"], ["select", "--help"]):
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 0 and "Example" in result.output

@@ -28,7 +28,9 @@ def _blobs(seed=0, n=1500):
     rng = np.random.default_rng(seed)
     covs = [[[1, 0.8], [0.8, 1]], [[0.3, 0], [0, 2]], [[1, -0.5], [-0.5, 0.6]]]
     means = [[0, 0], [5, 5], [-4, 6]]
-    return np.concatenate([rng.multivariate_normal(m, c, n // 3) for m, c in zip(means, covs)])
+    return np.concatenate(
+        [rng.multivariate_normal(m, c, n // 3) for m, c in zip(means, covs, strict=True)]
+    )
 
 
 @pytest.mark.parametrize("covariance", ["spherical", "diag", "full", "tied"])
@@ -85,7 +87,9 @@ def test_parameter_recovery(covariance):
         covs = [np.array([[1.0, 0.6], [0.6, 1.0]]), np.array([[0.5, -0.2], [-0.2, 0.4]])]
     else:
         covs = [np.array([[1.0, 0.5], [0.5, 0.8]])] * 2
-    x = np.concatenate([rng.multivariate_normal(m, c, n // 2) for m, c in zip(truth_locs, covs)])
+    x = np.concatenate(
+        [rng.multivariate_normal(m, c, n // 2) for m, c in zip(truth_locs, covs, strict=True)]
+    )
     m = BayesianMixture(2, covariance_type=covariance, random_state=0).fit(x)
     order = np.argsort(m.means_[:, 0])
     # Tolerances: a few standard errors at n/2 = 1000 points per component.

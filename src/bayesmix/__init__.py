@@ -13,6 +13,7 @@ from .errors import BayesmixError, DataError, FitError, SpecError
 from .infer.map import fit_map
 from .infer.nuts import sample_nuts
 from .infer.vi import fit_local
+from .io import SavedModel, load, save
 from .model import Mixture, Params, Priors
 from .predict import log_density, predict, predict_proba
 from .result import LocalPosterior, MAPResult, Posterior
@@ -20,6 +21,7 @@ from .select import criteria, select_k
 
 __all__ = [
     "SEED_DATA",
+    "SavedModel",
     "BayesianMixture",
     "BayesmixError",
     "DataError",
@@ -35,15 +37,16 @@ __all__ = [
     "criteria",
     "fit_local",
     "fit_map",
+    "load",
     "log_density",
     "predict",
     "predict_proba",
     "read_csv",
     "sample_nuts",
+    "save",
     "select_k",
 ]
 __version__ = "0.1.0"
-
 
 
 def __getattr__(name: str):

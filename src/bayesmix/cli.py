@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +11,17 @@ from pathlib import Path
 import click
 
 from .errors import BayesmixError
+
+
+def _options(*options: Callable) -> Callable[[Callable], Callable]:
+    """A decorator applying click options in the order given."""
+
+    def decorate(fn: Callable) -> Callable:
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
 
 
 def _workflow_options(fn: Callable) -> Callable:
@@ -22,7 +34,16 @@ def _workflow_options(fn: Callable) -> Callable:
             default=None,
             help="Folder for summary.json and the figures.",
         ),
+        click.option(
+            "--save",
+            "save",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="Also save the fitted model (MAP and posterior draws) to this file, e.g. "
+            "model.bmx, for `bayesmix predict` and `bayesmix serve`.",
+        ),
         click.option("--no-figures", is_flag=True, help="Write summary.json only."),
+        *_MODEL_OPTIONS,
         click.option(
             "--n-init",
             default=100,
@@ -45,9 +66,39 @@ def _workflow_options(fn: Callable) -> Callable:
         click.option("--seed", default=0, show_default=True, help="Random seed."),
         click.option("--quiet", "-q", is_flag=True, help="No progress messages."),
     ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+    return _options(*options)(fn)
+
+
+# --covariance, --family, --df, --priors: the model, for every command that fits one.
+_MODEL_OPTIONS = (
+    click.option(
+        "--covariance",
+        type=click.Choice(["shared", "spherical", "diag", "full", "tied"]),
+        default="shared",
+        show_default=True,
+        help="Covariance structure (shared: one spherical scale for all, the tutorial's).",
+    ),
+    click.option(
+        "--family",
+        type=click.Choice(["normal", "student-t"]),
+        default="normal",
+        show_default=True,
+        help="Component family (student-t is robust to outliers).",
+    ),
+    click.option(
+        "--df",
+        type=click.FloatRange(min=0, min_open=True),
+        default=None,
+        help="Student-t degrees of freedom (default: learned).",
+    ),
+    click.option(
+        "--priors",
+        type=click.Choice(["seed", "auto"]),
+        default=None,
+        help="seed: the tutorial's priors; auto: scaled to the data (Priors.from_data). "
+        "Default: seed for demo, auto for fit and select.",
+    ),
+)
 
 
 def _clean_errors(fn: Callable) -> Callable:
@@ -71,7 +122,9 @@ def main() -> None:
     \b
     Example:
         bayesmix demo --out bayesmix-demo
-        bayesmix fit data.csv --k 3 --out results
+        bayesmix fit data.csv --k 3 --out results --save model.bmx
+        bayesmix predict model.bmx new.csv --proba --out labels.csv
+        bayesmix serve model.bmx --port 8000
     """
 
 
@@ -88,6 +141,7 @@ def demo(**options) -> None:
     """
     from .data import SEED_DATA
 
+    options["priors"] = options["priors"] or "seed"
     _run(SEED_DATA, ["x"], k=2, **options)
 
 
@@ -98,29 +152,63 @@ def demo(**options) -> None:
 @_workflow_options
 @_clean_errors
 def fit(data: Path, k: int, column: str | None, **options) -> None:
-    """Run the workflow on a CSV file with a header row.
+    """Run the workflow on a CSV file with a header row (or a Parquet file).
 
     \b
     Example:
         bayesmix fit measurements.csv --k 3 --column length --out results
+        bayesmix fit measurements.csv --k 3 --save model.bmx
     """
-    from .data import read_csv
-
-    x, names = read_csv(data, column)
+    x, names = _read_fit_data(data, column)
+    options["priors"] = options["priors"] or "auto"
     _run(x, names, k=k, **options)
 
 
-def _run(
-    x, columns, *, k, out, no_figures, n_init, init, steps, chains, warmup, draws, seed, quiet
-) -> None:
-    import jax
+def _read_fit_data(data: Path, column: str | None):
+    """(x (N, D), column names) of a CSV or Parquet file to fit."""
+    from .data import read_csv
+    from .serve.tables import is_parquet, read_table
 
-    jax.config.update("jax_enable_x64", True)
-    from .workflow import Settings, run_workflow, write_outputs
+    if is_parquet(data):
+        return read_table(data, None if column is None else [column], for_fit=True)
+    return read_csv(data, column)
+
+
+def _run(
+    x,
+    columns,
+    *,
+    k,
+    out,
+    save,
+    no_figures,
+    covariance,
+    family,
+    df,
+    priors,
+    n_init,
+    init,
+    steps,
+    chains,
+    warmup,
+    draws,
+    seed,
+    quiet,
+) -> None:
+    _enable_x64()
+    from .model import Priors
+    from .workflow import Settings, report, run_workflow, write_outputs
+
+    if save is not None:
+        _check_target(save)  # before the long run, not after it
 
     say = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     settings = Settings(
         k=k,
+        covariance=covariance,
+        family=family,
+        df=df,
+        priors=Priors() if priors == "seed" else None,
         n_init=n_init,
         init=init,
         map_steps=steps,
@@ -130,55 +218,342 @@ def _run(
         seed=seed,
     )
     w = run_workflow(x, settings, columns, progress=say)
-    click.echo(_report(w))
+    model = None if save is None else _model_bytes(w)  # encoded before anything is written
+    click.echo(report(w))
     if out is not None:
         say(f"Writing {'summary.json' if no_figures else 'figures and summary.json'} to {out} ...")
         paths = write_outputs(w, out, with_figures=not no_figures)
         click.echo(f"\nWrote {len(paths)} files to {out}/")
+    if model is not None:
+        from .errors import DataError
+        from .io import atomic_write
+
+        try:
+            atomic_write(save, model)
+        except OSError as exc:
+            raise DataError(f"cannot write the model to {save}: {exc.strerror or exc}") from None
+        click.echo(f"Saved the model to {save}")
 
 
-def _fmt(values) -> str:
-    import numpy as np
+def _enable_x64() -> None:
+    """The CLI computes in float64, so `fit`, `predict` and `serve` agree exactly."""
+    import jax
 
-    return np.array2string(np.asarray(values), precision=4, suppress_small=True)
+    jax.config.update("jax_enable_x64", True)
 
 
-def _report(w) -> str:
-    f, post = w.fit, w.posterior
-    lines = [
-        "",
-        f"Data: {w.x.shape[0]} rows x {w.x.shape[1]} column(s) {w.columns}",
-        f"Best initialization: #{f.best_init} of {len(f.init_losses)}, "
-        f"initial loss {f.initial_loss:.4f}",
-        "MAP estimate" + ("" if f.converged else " (NOT converged: raise --steps)") + ":",
-        f"  weights = {_fmt(f.params.weights)}",
-        f"  locs    = {_fmt(f.params.locs[:, 0] if w.x.shape[1] == 1 else f.params.locs)}",
-        f"  scale   = {_fmt(f.params.scale)}",
-        f"  negative log joint = {f.neg_log_joint:.4f}",
-        f"Classification (MAP component of each row): {_fmt(w.labels)}",
-        "Local variational probabilities q(z_n = k):",
-        *(f"  {row}" for row in _fmt(w.local.probs).splitlines()),
-        f"Posterior (collapsed NUTS, {post.num_chains} chains x {post.num_draws} draws; "
-        "components ordered by loc):",
-        f"  {'quantity':<12} {'mean':>9} {'sd':>9} {'5%':>9} {'95%':>9} {'ESS':>7} {'R-hat':>6}",
-    ]
-    for name, row in post.diagnostics["summary"].items():
-        rhat = "-" if row["r_hat"] is None else f"{row['r_hat']:.3f}"
-        lines.append(
-            f"  {name:<12} {row['mean']:9.4f} {row['sd']:9.4f} {row['q5']:9.4f} "
-            f"{row['q95']:9.4f} {row['ess_bulk']:7.0f} {rhat:>6}"
+def _check_target(path: Path) -> None:
+    """Fail early when `path` cannot be written as a file."""
+    from .errors import DataError
+
+    if path.is_dir():
+        raise DataError(f"cannot write {path}: it is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise DataError(f"cannot write {path}: the folder {path.parent} does not exist; create it")
+    if not os.access(path.parent, os.W_OK):
+        raise DataError(f"cannot write {path}: no permission to write in {path.parent}")
+
+
+def _model_bytes(w) -> bytes:
+    """The saved-model file of a finished workflow (bayesmix.io format)."""
+    from .io import dumps
+    from .serve.batch import jsonable
+
+    settings = {key: jsonable(v) for key, v in vars(w.settings).items() if key != "priors"} | {
+        "n": int(w.x.shape[0])
+    }
+    return dumps(w.fit, w.posterior, w.columns, settings=settings)
+
+
+def _parse_ks(text: str) -> list[int]:
+    """ "1..8" or "2,3,5" -> [1, ..., 8] / [2, 3, 5]."""
+    try:
+        if ".." in text:
+            lo, hi = (int(v) for v in text.split(".."))
+            ks = list(range(lo, hi + 1))
+        else:
+            ks = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: give a range like 1..8 or a list like 2,3,5") from None
+    if not ks or min(ks) < 1:
+        raise click.BadParameter(f"{text!r}: every K must be a whole number >= 1")
+    return sorted(set(ks))
+
+
+@main.command("select")
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--k", "ks", default="1..8", show_default=True, help="Candidate K: 1..8 or 2,3,5.")
+@click.option("--column", default=None, help="Use only this column (default: every column).")
+@click.option(
+    "--criterion",
+    type=click.Choice(["bic", "aic", "icl"]),
+    default="bic",
+    show_default=True,
+    help="Ranking criterion (lower is better).",
+)
+@click.option("--n-init", default=10, show_default=True, help="Initializations per K.")
+@click.option(
+    "--init", type=click.Choice(["seed", "kmeans++"]), default="kmeans++", show_default=True
+)
+@click.option("--steps", default=500, show_default=True, help="Adam steps per fit.")
+@click.option("--seed", default=0, show_default=True, help="Random seed.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for select.json and select.png (the criterion against K).",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress messages.")
+@_options(*_MODEL_OPTIONS)
+@_clean_errors
+def select_command(
+    data,
+    ks,
+    column,
+    criterion,
+    n_init,
+    init,
+    steps,
+    seed,
+    out,
+    quiet,
+    covariance,
+    family,
+    df,
+    priors,
+) -> None:
+    """Rank candidate numbers of components K by BIC, AIC or ICL of their MAP fits.
+
+    \b
+    Example:
+        bayesmix select data.csv --k 1..8 --covariance full --out select
+        bayesmix select data.csv --k 2,3,4 --criterion icl
+    """
+    _enable_x64()
+    import json
+    import time
+
+    from .infer.map import fit_map
+    from .model import Priors
+    from .select import select_k
+
+    x, names = _read_fit_data(data, column)
+    candidates = [k for k in _parse_ks(ks) if k <= x.shape[0]]
+    if not candidates:
+        raise click.BadParameter(f"every K in {ks} exceeds the {x.shape[0]} rows of {data}")
+    prior = Priors() if priors == "seed" else Priors.from_data(x)
+
+    def fit(x, k):
+        if not quiet:
+            click.echo(f"Fitting K = {k} ...", err=True)
+        return fit_map(
+            x,
+            k,
+            covariance=covariance,
+            family=family,
+            df=df,
+            priors=prior,
+            n_init=n_init,
+            init=init,
+            steps=steps,
+            final_learning_rate=1e-3,
+            seed=seed,
         )
-    d = post.diagnostics
-    lines.append(
-        f"  divergences: {d['divergences']}, mean acceptance {d['mean_acceptance_rate']:.2f}"
+
+    t = time.perf_counter()
+    rows = select_k(x, candidates, fit, criterion)
+    click.echo(
+        f"\nK ranked by {criterion.upper()} (lower is better), {time.perf_counter() - t:.1f} s:"
     )
-    for warning in d["warnings"]:
-        lines.append(f"  WARNING: {warning}")
-    if not d["warnings"]:
-        lines.append(
-            "  Diagnostics: no problems found (R-hat <= 1.01, enough ESS, no divergences)."
+    click.echo(
+        f"  {'rank':>4} {'K':>3} {'BIC':>11} {'AIC':>11} {'ICL':>11} {'log L':>11} {'used':>5}"
+    )
+    for r in rows:
+        click.echo(
+            f"  {r['rank']:>4} {r['k']:>3} {r['bic']:11.2f} {r['aic']:11.2f} {r['icl']:11.2f} "
+            f"{r['log_likelihood']:11.2f} {r['occupied']:>5}"
         )
-    return "\n".join(lines)
+    if out is not None:
+        from . import plot
+        from .io import atomic_write
+
+        out.mkdir(parents=True, exist_ok=True)
+        summary = {
+            "criterion": criterion,
+            "columns": names,
+            "model": {"covariance": covariance, "family": family, "df": df},
+            "ranking": rows,
+        }
+        fig = plot.criteria(rows, criterion)
+        import io as _io
+
+        buf = _io.BytesIO()
+        fig.savefig(buf, format="png")
+        atomic_write(out / "select.png", buf.getvalue())
+        atomic_write(out / "select.json", json.dumps(summary, indent=1).encode())
+        click.echo(f"\nWrote select.json and select.png to {out}/")
+
+
+@main.command("predict")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("data", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    required=True,
+    help="Output: CSV, or Parquet when the name ends in .parquet; - writes CSV to stdout.",
+)
+@click.option(
+    "--temperature",
+    type=click.Choice(["0", "1"]),
+    default="0",
+    show_default=True,
+    help="0: the MAP component of each row; 1: a draw from p(component | row).",
+)
+@click.option("--proba", is_flag=True, help="Also write the probabilities p0 .. p{K-1}.")
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**32 - 1),
+    default=0,
+    show_default=True,
+    help="Seed of the temperature-1 draws (the same seed gives the same draws).",
+)
+@click.option(
+    "--columns",
+    default=None,
+    help="Comma-separated data columns to use, in the model's column order "
+    "(default: the model's own column names).",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress messages.")
+@_clean_errors
+def predict_command(
+    model: Path,
+    data: Path,
+    out: Path,
+    temperature: str,
+    proba: bool,
+    seed: int,
+    columns: str | None,
+    quiet: bool,
+) -> None:
+    """Classify the rows of a CSV or Parquet file with a saved model.
+
+    Writes one row per input row, in order: `label` (the component) and, with --proba,
+    `p0` .. `p{K-1}` (the membership probabilities).
+
+    \b
+    Example:
+        bayesmix fit train.csv --k 3 --save model.bmx
+        bayesmix predict model.bmx new.csv --proba --out labels.csv
+        bayesmix predict model.bmx new.parquet --temperature 1 --seed 7 --out draws.parquet
+    """
+    _enable_x64()
+    from .errors import SpecError
+    from .io import load
+    from .serve.batch import classify
+    from .serve.tables import read_table, table_bytes, write_table
+
+    saved = load(model)
+    names = saved.columns if columns is None else [c.strip() for c in columns.split(",")]
+    if len(names) != saved.d:
+        raise SpecError(
+            f"--columns names {len(names)} column(s) {names} but the model has {saved.d}: "
+            f"{saved.columns}"
+        )
+    x, _ = read_table(data, names, dim=saved.d)
+    labels, probs = classify(saved.fit, x, temperature=int(temperature), seed=seed, proba=proba)
+    table = {"label": labels}
+    if probs is not None:
+        table |= {f"p{j}": probs[:, j] for j in range(probs.shape[1])}
+    if str(out) == "-":
+        click.echo(table_bytes(table), nl=False)
+        return
+    write_table(out, table)
+    if not quiet:
+        click.echo(f"Wrote {len(labels)} rows to {out}", err=True)
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (0.0.0.0: every interface).",
+)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option(
+    "--max-rows",
+    type=click.IntRange(min=1),
+    default=100_000,
+    show_default=True,
+    help="Most rows in one request.",
+)
+@click.option(
+    "--max-body-mb",
+    type=click.FloatRange(min=0, min_open=True),
+    default=16.0,
+    show_default=True,
+    help="Largest request body, in MiB.",
+)
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--no-warmup", is_flag=True, help="Compile on first use, not at startup.")
+@click.option(
+    "--access-log/--no-access-log", default=True, show_default=True, help="Log each request."
+)
+@_clean_errors
+def serve(
+    model: Path,
+    host: str,
+    port: int,
+    max_rows: int,
+    max_body_mb: float,
+    workers: int,
+    no_warmup: bool,
+    access_log: bool,
+) -> None:
+    """Serve a saved model over HTTP (FastAPI + uvicorn).
+
+    POST /predict classifies rows; GET /model gives the metadata, GET /healthz the status, GET /
+    the model page (summary, figure, a form), /docs the API documentation.
+
+    \b
+    Example:
+        bayesmix serve model.bmx --port 8000
+        curl -s localhost:8000/predict -H 'Content-Type: application/json' \\
+             -d '{"rows": [[0.5], [11.0]]}'
+    """
+    _enable_x64()
+    from .io import load
+
+    saved = load(model)  # a bad file fails here, with its message
+    try:
+        import uvicorn
+
+        from .serve.app import create_app
+    except ImportError as exc:
+        raise click.ClickException(
+            f"bayesmix serve needs FastAPI and uvicorn ({exc}): pip install 'bayesmix[serve]'"
+        ) from None
+    limits = {"max_rows": max_rows, "max_body_bytes": int(max_body_mb * 2**20)}
+    click.echo(
+        f"Serving {model} (K = {saved.k}, D = {saved.d}, columns {saved.columns}) at "
+        f"http://{host}:{port}/"
+        + ("" if no_warmup else f" once the classifier is compiled for up to {max_rows} rows"),
+        err=True,
+    )
+    options = {"host": host, "port": port, "access_log": access_log, "log_level": "info"}
+    if workers == 1:
+        uvicorn.run(create_app(saved, warmup=not no_warmup, **limits), **options)
+        return
+    os.environ.update(
+        BAYESMIX_MODEL=str(model.resolve()),
+        BAYESMIX_MAX_ROWS=str(limits["max_rows"]),
+        BAYESMIX_MAX_BODY_BYTES=str(limits["max_body_bytes"]),
+        BAYESMIX_WARMUP="0" if no_warmup else "1",
+    )
+    uvicorn.run("bayesmix.serve.app:from_env", factory=True, workers=workers, **options)
 
 
 if __name__ == "__main__":  # pragma: no cover

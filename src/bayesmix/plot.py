@@ -11,16 +11,23 @@ from collections.abc import Mapping
 import numpy as np
 from matplotlib.figure import Figure
 
-from .model import component_log_prob
+from .errors import SpecError
+from .model import component_log_prob, covariance_cholesky
 from .result import LocalPosterior, MAPResult, Posterior
 
 __all__ = [
     "assignment_probabilities",
+    "coclustering",
     "gradient_norms",
     "loss",
     "map_assignment",
+    "membership_uncertainty",
     "mixture_density",
+    "pairwise",
     "posterior_locs",
+    "posterior_membership",
+    "predictive_density",
+    "rank",
     "sampled_assignment",
     "trace",
 ]
@@ -138,4 +145,190 @@ def trace(post: Posterior) -> Figure:
     axes[0].set_title("Trace plot of loc parameter during NUTS inference")
     axes[0].legend(loc="upper right")
     axes[-1].set_xlabel("NUTS step")
+    return fig
+
+
+def _ellipse(ax, mean: np.ndarray, cov: np.ndarray, color: str) -> None:
+    """The 2-sigma ellipse of a 2-D covariance."""
+    vals, vecs = np.linalg.eigh(cov)
+    t = np.linspace(0, 2 * np.pi, 100)
+    pts = mean[:, None] + vecs @ (
+        2 * np.sqrt(np.maximum(vals, 0))[:, None] * [np.cos(t), np.sin(t)]
+    )
+    ax.plot(pts[0], pts[1], "-", color=color, lw=1.5)
+
+
+def pairwise(fit: MAPResult, x: np.ndarray, labels: np.ndarray, max_dims: int = 4) -> Figure:
+    """Scatter of every pair of the first `max_dims` columns, coloured by MAP component, with
+    each component's 2-sigma ellipse (its covariance projected on the pair). x: (N, D)."""
+    d = min(x.shape[1], max_dims)
+    chol = np.asarray(covariance_cholesky(fit.params))
+    covs = chol @ np.swapaxes(chol, -1, -2)
+    fig = Figure(figsize=(3 * d, 3 * d), dpi=100, facecolor="white", layout="tight")
+    axes = fig.subplots(d, d, squeeze=False)
+    for i in range(d):
+        for j in range(d):
+            ax = axes[i, j]
+            if i == j:
+                for k in range(fit.k):
+                    ax.hist(x[labels == k, j], bins=20, color=f"C{k}", alpha=0.6)
+            else:
+                ax.scatter(x[:, j], x[:, i], c=[f"C{k}" for k in labels], s=6, alpha=0.6)
+                for k in range(fit.k):
+                    sub = np.ix_([j, i], [j, i])
+                    _ellipse(ax, fit.params.locs[k, [j, i]], covs[k][sub], f"C{k}")
+            if i == d - 1:
+                ax.set_xlabel(f"column {j}")
+            if j == 0:
+                ax.set_ylabel(f"column {i}")
+    fig.suptitle("Data by MAP component, with 2-sigma ellipses")
+    return fig
+
+
+def membership_uncertainty(x: np.ndarray, probs: np.ndarray) -> Figure:
+    """Uncertainty of membership 1 - max_k p(z_n = k | x_n) over the first two columns (or
+    against the value for 1-D data). x: (N, D); probs: (N, K)."""
+    unc = 1.0 - probs.max(axis=1)
+    fig, ax = _figure(7, 5)
+    y = x[:, 1] if x.shape[1] > 1 else np.zeros(len(x))
+    points = ax.scatter(
+        x[:, 0], y, c=unc, cmap="viridis", vmin=0, vmax=1 - 1 / probs.shape[1], s=10
+    )
+    fig.colorbar(points, ax=ax, label="1 - max membership probability")
+    ax.set(
+        xlabel="column 0",
+        ylabel="column 1" if x.shape[1] > 1 else "",
+        title="Membership uncertainty",
+    )
+    return fig
+
+
+def posterior_membership(x: np.ndarray, membership) -> Figure:
+    """Posterior membership probability of every point and component with its credible
+    interval (`bayesmix.posterior.membership`), against the first column. x: (N, D)."""
+    order = np.argsort(x[:, 0], kind="stable")
+    fig, ax = _figure(9, 4)
+    k = membership.mean.shape[1]
+    for j in range(k):
+        mean = membership.mean[order, j]
+        err = np.stack([mean - membership.lower[order, j], membership.upper[order, j] - mean])
+        ax.errorbar(
+            x[order, 0] + 0.004 * (j - (k - 1) / 2) * np.ptp(x[:, 0]),
+            mean,
+            yerr=np.maximum(err, 0),
+            fmt="o",
+            ms=3,
+            capsize=2,
+            color=f"C{j}",
+            label=f"component {j}",
+        )
+    ax.set(
+        xlabel="column 0" if x.shape[1] > 1 else "data value",
+        ylabel="membership probability",
+        ylim=(-0.05, 1.05),
+        title=f"Posterior membership with {membership.level:.0%} credible intervals",
+    )
+    ax.legend(loc="best")
+    return fig
+
+
+def predictive_density(pred, x: np.ndarray | None = None) -> Figure:
+    """Posterior predictive density with its pointwise credible band
+    (`bayesmix.posterior.predictive_density` on a 1-D grid), and the data. x: (N, 1)."""
+    if pred.points.shape[1] != 1:
+        raise SpecError("the predictive-density figure needs 1-D data (points of shape (G, 1))")
+    g = pred.points[:, 0]
+    fig, ax = _figure(10, 4)
+    ax.fill_between(
+        g,
+        pred.lower,
+        pred.upper,
+        color="C0",
+        alpha=0.3,
+        lw=0,
+        label=f"{pred.level:.0%} credible band",
+    )
+    ax.plot(g, pred.mean, "C0-", label="posterior predictive")
+    if x is not None:
+        ax.plot(x[:, 0], np.zeros(len(x)), "k*", label="data")
+    ax.set(xlabel="data value", ylabel="probability density", title="Posterior predictive density")
+    ax.legend(loc="best")
+    return fig
+
+
+def coclustering(matrix: np.ndarray, order: np.ndarray | None = None) -> Figure:
+    """Heat map of the co-clustering matrix P(z_i = z_j | x) (N, N), rows in `order`
+    (default: as given)."""
+    m = matrix if order is None else matrix[np.ix_(order, order)]
+    fig, ax = _figure(6, 5)
+    image = ax.imshow(m, vmin=0, vmax=1, cmap="viridis", interpolation="nearest")
+    fig.colorbar(image, ax=ax, label="P(same component)")
+    ax.set(xlabel="point", ylabel="point", title="Posterior co-clustering")
+    return fig
+
+
+def rank(post: Posterior, data: np.ndarray | None = None, max_quantities: int = 6) -> Figure:
+    """Rank plots: for each quantity, the histogram of every chain's draws' ranks among all
+    draws (uniform when the chains agree). Components are relabeled first (Stephens with
+    `data`, else ordered by the first loc coordinate). At most `max_quantities` panels."""
+    from .result import _quantities, relabeled_params
+
+    params, _ = relabeled_params(post, data, "auto")
+    quantities = [(n, v) for n, v in _quantities(params).items() if np.ptp(v) > 0]
+    quantities = quantities[:max_quantities]
+    chains, draws = post.num_chains, post.num_draws
+    bins = int(min(20, max(2, draws // 10)))
+    cols = min(3, len(quantities))
+    rows = -(-len(quantities) // cols)
+    fig = Figure(figsize=(4 * cols, 2.2 + 1.8 * rows), dpi=100, facecolor="white", layout="tight")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax, (name, v) in zip(axes, quantities, strict=False):
+        ranks = np.argsort(np.argsort(v.ravel(), kind="stable")).reshape(v.shape)
+        edges = np.linspace(0, chains * draws, bins + 1)
+        for c in range(chains):
+            counts, _ = np.histogram(ranks[c], edges)
+            ax.stairs(
+                counts / (draws / bins) + 2 * c,
+                edges,
+                baseline=2 * c,
+                fill=True,
+                alpha=0.6,
+                color=f"C{c}",
+            )
+            ax.axhline(2 * c + 1, color="k", lw=0.6, ls="--")
+        ax.set(
+            title=name,
+            xlabel="rank of draw",
+            yticks=2 * np.arange(chains) + 1,
+            yticklabels=[f"chain {c}" for c in range(chains)],
+        )
+    for ax in axes[len(quantities) :]:
+        ax.set_axis_off()
+    fig.suptitle("Rank plots (bars at the dashed line: chains agree)")
+    return fig
+
+
+def criteria(rows: list[dict], criterion: str = "bic") -> Figure:
+    """BIC, AIC and ICL against K (rows as returned by `bayesmix.select_k`); the ranking
+    criterion drawn bold and its best K marked."""
+    rows = sorted(rows, key=lambda r: r["k"])
+    ks = [r["k"] for r in rows]
+    fig, ax = _figure(7, 4)
+    for name in ("bic", "aic", "icl"):
+        ax.plot(
+            ks,
+            [r[name] for r in rows],
+            "o-",
+            lw=2.5 if name == criterion else 1,
+            label=name.upper(),
+        )
+    best = min(rows, key=lambda r: r[criterion])
+    ax.plot([best["k"]], [best[criterion]], "k*", ms=14, label=f"best K = {best['k']}")
+    ax.set(
+        xlabel="number of components K",
+        ylabel="criterion (lower is better)",
+        title="Choosing K",
+        xticks=ks,
+    )
+    ax.legend(loc="best")
     return fig

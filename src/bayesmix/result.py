@@ -10,9 +10,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import SpecError
 from .model import Mixture, Params, Priors
 
-__all__ = ["LocalPosterior", "MAPResult", "Posterior", "posterior_diagnostics"]
+__all__ = [
+    "LocalPosterior",
+    "MAPResult",
+    "Posterior",
+    "ebfmi",
+    "posterior_diagnostics",
+    "relabeled_params",
+]
 
 
 @dataclass(frozen=True)
@@ -123,39 +131,105 @@ def _quantities(p: Params) -> dict[str, np.ndarray]:
     return out
 
 
-def posterior_diagnostics(post: Posterior) -> dict:
-    """R-hat, bulk/tail ESS (ArviZ) of label-invariant quantities, divergences, warnings.
+#: E-BFMI below this suggests the momentum resampling cannot explore the energy distribution
+#: (Betancourt 2016).
+EBFMI_THRESHOLD = 0.3
+RHAT_THRESHOLD = 1.01
 
-    Quantities: every parameter element after ordering the components by their first loc
-    coordinate. Returns a JSON-ready dict with a list of plain-words `warnings`.
+
+def ebfmi(energy: np.ndarray) -> np.ndarray:
+    """Energy Bayesian fraction of missing information per chain: (chains, draws) -> (chains,).
+
+    E-BFMI = sum_t (E_t - E_{t-1})^2 / sum_t (E_t - mean E)^2; NaN for a chain of < 2 draws or
+    constant energy."""
+    e = np.asarray(energy, dtype=np.float64)
+    num = np.sum(np.diff(e, axis=1) ** 2, axis=1)
+    den = np.sum((e - e.mean(axis=1, keepdims=True)) ** 2, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def relabeled_params(
+    post: Posterior, data: object, relabel: str | None
+) -> tuple[Params, dict | None]:
+    """The draws' params relabeled as `relabel` asks ("auto": Stephens' KL relabeling with
+    `data`, else the ordering by the first loc coordinate; None: as they are), and a
+    JSON-ready record of the relabeling (None when none was done)."""
+    if relabel is None:
+        return post.params, None
+    if relabel == "auto":
+        relabel = "stephens" if data is not None else "order"
+    if relabel == "order":
+        return post.sorted_by_loc(), {"method": "order", "coordinate": 0}
+    from .relabel import permute, stephens_permutations
+
+    if relabel != "stephens":
+        raise SpecError(
+            f"unknown relabeling {relabel!r}; choose 'auto', 'stephens', 'order' or None"
+        )
+    if data is None:
+        raise SpecError("Stephens' relabeling needs the data: pass data=x, or relabel='order'")
+    perms, record = stephens_permutations(post, data)
+    record["relabeled_fraction"] = float(np.mean(np.any(perms != np.arange(post.model.k), -1)))
+    return permute(post.params, perms, post.model), record
+
+
+def posterior_diagnostics(
+    post: Posterior, data: object = None, *, relabel: str | None = "auto"
+) -> dict:
+    """R-hat, bulk/tail ESS (ArviZ), per-chain means, divergences, E-BFMI and warnings.
+
+    Parameters
+    ----------
+    post : draws with leading axes (chains, draws)
+    data : (N, D) the data the posterior was fitted on, or None
+    relabel : how the draws are labelled before summarizing: "auto" (Stephens' KL relabeling
+        when `data` is given, else the ordering by the first loc coordinate), "stephens",
+        "order", or None (the draws as they are, e.g. already relabeled)
+
+    Returns
+    -------
+    JSON-ready dict: ``summary`` {quantity: mean, sd, median, q5, q95, ess_bulk, ess_tail,
+    r_hat, chain_means}, ``divergences``, ``ebfmi`` (per chain), ``relabeling``, ``chains``,
+    ``draws`` and plain-words ``warnings``.
     """
     import arviz as az  # imported here: it is slow to import and only needed for draws
 
     chains, draws = post.num_chains, post.num_draws
+    if chains * draws == 0:
+        raise SpecError("the posterior has no draws; sample with draws >= 1")
+    params, relabeling = relabeled_params(post, data, relabel)
     table = {}
-    for name, v in _quantities(post.sorted_by_loc()).items():
+    for name, v in _quantities(params).items():
         row = {"mean": float(v.mean()), "sd": float(v.std()), "median": float(np.median(v))}
         row["q5"], row["q95"] = (float(q) for q in np.quantile(v, [0.05, 0.95]))
-        row["ess_bulk"] = float(az.ess(v, method="bulk"))
-        row["ess_tail"] = float(az.ess(v, method="tail"))
-        row["r_hat"] = float(az.rhat(v)) if chains > 1 else None
+        constant = bool(np.ptp(v) == 0)  # e.g. the weight of a 1-component model
+        row["ess_bulk"] = None if constant else float(az.ess(v, method="bulk"))
+        row["ess_tail"] = None if constant else float(az.ess(v, method="tail"))
+        row["r_hat"] = float(az.rhat(v)) if chains > 1 and not constant else None
+        row["chain_means"] = [float(m) for m in v.mean(axis=1)]
         table[name] = row
-    divergences = int(post.sampler["diverging"].sum())
+    sampler = post.sampler
+    divergences = int(np.sum(sampler["diverging"])) if "diverging" in sampler else 0
+    bfmi = ebfmi(sampler["energy"]) if "energy" in sampler and draws > 1 else None
     warnings = []
     worst = max(table, key=lambda n: table[n]["r_hat"] or 0.0)
-    if chains > 1 and table[worst]["r_hat"] > 1.01:
+    if chains > 1 and (table[worst]["r_hat"] or 0.0) > RHAT_THRESHOLD:
+        means = ", ".join(f"{m:.3g}" for m in table[worst]["chain_means"])
         warnings.append(
             f"The {chains} chains disagree (R-hat of {worst} is {table[worst]['r_hat']:.3f}, "
-            "above 1.01): the chains have not converged to one posterior and the summary "
-            "is not trustworthy. Run longer chains (more warm-up and draws)."
+            f"above {RHAT_THRESHOLD}; its mean per chain: {means}): the chains have not "
+            "converged to one posterior, or sit in different modes, and the pooled summary "
+            "is not trustworthy. Run longer chains (more warm-up and draws), start them from "
+            "distinct MAP restarts (sample_multistart) or use tempered SMC (sample_smc)."
         )
     if chains == 1:
         warnings.append(
             "Only one chain was run, so convergence cannot be checked (R-hat needs several "
             "chains); a single chain of a mixture often stays in one mode. Use 4 chains."
         )
-    low = min(table, key=lambda n: table[n]["ess_bulk"])
-    if table[low]["ess_bulk"] < 100 * chains:
+    low = min(table, key=lambda n: table[n]["ess_bulk"] or np.inf)
+    if (table[low]["ess_bulk"] or np.inf) < 100 * chains:
         warnings.append(
             f"Few effective draws: the effective sample size of {low} is "
             f"{table[low]['ess_bulk']:.0f} (fewer than 100 per chain), so posterior means "
@@ -167,11 +241,22 @@ def posterior_diagnostics(post: Posterior) -> dict:
             "follow the posterior's curvature and the draws may be biased. Increase the "
             "target acceptance rate or the warm-up."
         )
-    return {
+    if bfmi is not None and np.any(bfmi < EBFMI_THRESHOLD):
+        bad = [c for c in range(chains) if bfmi[c] < EBFMI_THRESHOLD]
+        warnings.append(
+            f"Low E-BFMI in chain(s) {bad} ({', '.join(f'{bfmi[c]:.2f}' for c in bad)}, below "
+            f"{EBFMI_THRESHOLD}): the sampler explores the posterior's energy poorly (often "
+            "heavy tails, e.g. of the scale). Run longer chains or use tighter priors."
+        )
+    out = {
         "summary": table,
         "divergences": divergences,
+        "ebfmi": None if bfmi is None else [None if np.isnan(b) else float(b) for b in bfmi],
+        "relabeling": relabeling,
         "chains": chains,
         "draws": draws,
-        "mean_acceptance_rate": float(post.sampler["acceptance_rate"].mean()),
         "warnings": warnings,
     }
+    if "acceptance_rate" in sampler:
+        out["mean_acceptance_rate"] = float(np.mean(sampler["acceptance_rate"]))
+    return out

@@ -15,9 +15,9 @@ import numpy as np
 from .data import as_data
 from .errors import SpecError
 from .predict import log_density, predict_proba
-from .result import MAPResult
+from .result import MAPResult, Posterior
 
-__all__ = ["CRITERIA", "criteria", "select_k"]
+__all__ = ["CRITERIA", "criteria", "pointwise_log_likelihood", "posterior_criteria", "select_k"]
 
 CRITERIA = ("bic", "aic", "icl")
 
@@ -37,6 +37,43 @@ def criteria(fit: MAPResult, data: object) -> dict[str, float]:
         "bic": bic,
         "aic": -2 * loglik + 2 * p,
         "icl": bic + 2 * entropy,
+    }
+
+
+def pointwise_log_likelihood(post: Posterior, data: object) -> np.ndarray:
+    """log p(x_n | globals of each draw), assignments summed out: (chains, draws, N)."""
+    import jax
+    import jax.numpy as jnp
+    from jax.scipy.special import logsumexp
+
+    from .enumerate import log_weighted
+
+    x = jnp.asarray(as_data(data, for_fit=False, dim=post.params.locs.shape[-1]))
+    per_draw = jax.jit(jax.vmap(jax.vmap(lambda p: logsumexp(log_weighted(p, x), axis=-1))))
+    return np.asarray(per_draw(jax.tree.map(jnp.asarray, post.params)))
+
+
+def posterior_criteria(post: Posterior, data: object) -> dict[str, float]:
+    """PSIS-LOO and WAIC (ArviZ) of a posterior on `data`: expected log pointwise predictive
+    densities `elpd_loo`, `elpd_waic` (higher is better) with standard errors, `p_loo`, and
+    `pareto_k_max` (above 0.7 the LOO estimate is unreliable)."""
+    import warnings
+
+    import arviz as az
+
+    ll = pointwise_log_likelihood(post, data)
+    idata = az.from_dict(posterior={"scale": post.params.scale}, log_likelihood={"x": ll})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ArviZ warns on high Pareto k; we report it instead
+        loo = az.loo(idata, pointwise=True)
+        waic = az.waic(idata)
+    return {
+        "elpd_loo": float(loo.elpd_loo),
+        "elpd_loo_se": float(loo.se),
+        "p_loo": float(loo.p_loo),
+        "pareto_k_max": float(np.max(loo.pareto_k)),
+        "elpd_waic": float(waic.elpd_waic),
+        "elpd_waic_se": float(waic.se),
     }
 
 

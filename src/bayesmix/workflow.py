@@ -23,7 +23,7 @@ from .model import Priors
 from .predict import predict, predict_proba
 from .result import LocalPosterior, MAPResult, Posterior
 
-__all__ = ["Settings", "Workflow", "run_workflow", "write_outputs"]
+__all__ = ["Settings", "Workflow", "report", "run_workflow", "write_outputs"]
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,10 @@ class Settings:
     """Options of the workflow; defaults are the tutorial's, except for NUTS (see sample_nuts)."""
 
     k: int = 2
-    priors: Priors = Priors()
+    covariance: str = "shared"
+    family: str = "normal"
+    df: float | None = None
+    priors: Priors | None = Priors()  # None: Priors.from_data(x)
     n_init: int = 100
     init: str = "seed"
     map_steps: int = 200
@@ -66,7 +69,7 @@ class Workflow:
         """The JSON-ready summary written to summary.json."""
         out = {
             "data": {"n": int(self.x.shape[0]), "d": int(self.x.shape[1]), "columns": self.columns},
-            "settings": {**self.settings.__dict__, "priors": self.settings.priors._asdict()},
+            "settings": {**self.settings.__dict__, "priors": self.fit.priors.to_dict()},
             "map": self.fit.to_dict(),
             "best_initial_loss": self.fit.initial_loss,
             "best_init": self.fit.best_init,
@@ -95,6 +98,8 @@ def run_workflow(
 ) -> Workflow:
     """Run every step of the tutorial on validated data x (N, D)."""
     s = settings
+    model = {"covariance": s.covariance, "family": s.family, "df": s.df}
+    priors = Priors.from_data(x) if s.priors is None else s.priors
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
 
@@ -110,7 +115,14 @@ def run_workflow(
         "map",
         f"MAP fit: best of {s.n_init} initializations, {s.map_steps} Adam steps",
         lambda: fit_map(
-            x, s.k, priors=s.priors, n_init=s.n_init, init=s.init, steps=s.map_steps, seed=s.seed
+            x,
+            s.k,
+            **model,
+            priors=priors,
+            n_init=s.n_init,
+            init=s.init,
+            steps=s.map_steps,
+            seed=s.seed,
         ),
     )
     one_d = x.shape[1] == 1
@@ -146,7 +158,8 @@ def run_workflow(
         lambda: sample_nuts(
             x,
             s.k,
-            priors=s.priors,
+            **model,
+            priors=priors,
             chains=s.chains,
             warmup=s.warmup,
             draws=s.draws,
@@ -190,6 +203,9 @@ def figures(w: Workflow) -> dict:
         ),
         "trace.png": plot.trace(w.posterior),
     }
+    figs["membership_uncertainty.png"] = plot.membership_uncertainty(w.x, w.probs)
+    if w.x.shape[1] > 1:
+        figs["pairwise.png"] = plot.pairwise(w.fit, w.x, w.labels)
     if w.grid is not None:
         figs["mixture_density.png"] = plot.mixture_density(w.fit, w.x, w.grid)
         figs["map_assignment.png"] = plot.map_assignment(w.grid, w.grid_labels)
@@ -219,3 +235,47 @@ def write_outputs(w: Workflow, out: Path, with_figures: bool = True) -> list[Pat
         atomic_write(out / name, data)
         paths.append(out / name)
     return paths
+
+
+def _fmt(values) -> str:
+    return np.array2string(np.asarray(values), precision=4, suppress_small=True)
+
+
+def report(w: Workflow) -> str:
+    """A readable summary of the workflow's results (what `bayesmix demo` prints)."""
+    f, post = w.fit, w.posterior
+    lines = [
+        "",
+        f"Data: {w.x.shape[0]} rows x {w.x.shape[1]} column(s) {w.columns}",
+        f"Best initialization: #{f.best_init} of {len(f.init_losses)}, "
+        f"initial loss {f.initial_loss:.4f}",
+        "MAP estimate" + ("" if f.converged else " (NOT converged: raise --steps)") + ":",
+        f"  weights = {_fmt(f.params.weights)}",
+        f"  locs    = {_fmt(f.params.locs[:, 0] if w.x.shape[1] == 1 else f.params.locs)}",
+        f"  scale   = {_fmt(f.params.scale)}",
+        f"  negative log joint = {f.neg_log_joint:.4f}",
+        f"Classification (MAP component of each row): {_fmt(w.labels)}",
+        "Local variational probabilities q(z_n = k):",
+        *(f"  {row}" for row in _fmt(w.local.probs).splitlines()),
+        f"Posterior (collapsed NUTS, {post.num_chains} chains x {post.num_draws} draws; "
+        "components ordered by loc):",
+        f"  {'quantity':<12} {'mean':>9} {'sd':>9} {'5%':>9} {'95%':>9} {'ESS':>7} {'R-hat':>6}",
+    ]
+    for name, row in post.diagnostics["summary"].items():
+        rhat = "-" if row["r_hat"] is None else f"{row['r_hat']:.3f}"
+        ess = "-" if row["ess_bulk"] is None else f"{row['ess_bulk']:.0f}"
+        lines.append(
+            f"  {name:<12} {row['mean']:9.4f} {row['sd']:9.4f} {row['q5']:9.4f} "
+            f"{row['q95']:9.4f} {ess:>7} {rhat:>6}"
+        )
+    d = post.diagnostics
+    lines.append(
+        f"  divergences: {d['divergences']}, mean acceptance {d['mean_acceptance_rate']:.2f}"
+    )
+    for warning in d["warnings"]:
+        lines.append(f"  WARNING: {warning}")
+    if not d["warnings"]:
+        lines.append(
+            "  Diagnostics: no problems found (R-hat <= 1.01, enough ESS, no divergences)."
+        )
+    return "\n".join(lines)

@@ -19,11 +19,11 @@ from .._jit import sized_jit
 from ..data import as_data
 from ..enumerate import log_joint
 from ..errors import FitError, SpecError
-from ..model import Mixture, Params, Priors, check_k, check_priors
+from ..model import Init, Mixture, Params, Priors, check_k, check_priors
 from ..result import Posterior, posterior_diagnostics
 from .init import INITS
 
-__all__ = ["log_density_u", "sample_nuts"]
+__all__ = ["check_init_params", "log_density_u", "sample_nuts"]
 
 # Memory per chain above which we refuse (draws of locs dominate): 8 GiB in all.
 _MAX_DRAW_BYTES = 8 * 2**30
@@ -38,13 +38,19 @@ def log_density_u(u: Params, model: Mixture, x: jnp.ndarray, priors: Priors) -> 
     sized_jit,
     static_argnames=("model", "chains", "warmup", "draws", "init", "target_accept", "dense_mass"),
 )
-def _nuts_program(x, priors, key, *, model, chains, warmup, draws, init, target_accept, dense_mass):
+def _nuts_program(
+    x, priors, key, u_init, *, model, chains, warmup, draws, init, target_accept, dense_mass
+):
     def logdensity(u):
         return log_density_u(u, model, x, priors)
 
-    def one_chain(key):
+    def one_chain(args):
+        key, u_given = args
         k_init, k_warm, k_draw = jax.random.split(key, 3)
-        u0 = model.to_unconstrained(model.params_from_init(INITS[init](k_init, x, model.k)))
+        if u_given is None:
+            u0 = model.to_unconstrained(model.params_from_init(INITS[init](k_init, x, model.k)))
+        else:
+            u0 = u_given
         adapt = blackjax.window_adaptation(
             blackjax.nuts,
             logdensity,
@@ -63,7 +69,48 @@ def _nuts_program(x, priors, key, *, model, chains, warmup, draws, init, target_
         _, out = jax.lax.scan(step, state, jax.random.split(k_draw, draws))
         return out
 
-    return jax.lax.map(one_chain, jax.random.split(key, chains))
+    return jax.lax.map(one_chain, (jax.random.split(key, chains), u_init))
+
+
+def check_init_params(init_params: object, model: Mixture, d: int, chains: int) -> Params:
+    """Starting positions for `chains` chains as unconstrained Params with a leading chain
+    axis, or SpecError. `init_params`: Params of `model` for one start (every chain starts
+    there) or with a leading axis of length `chains` (one start per chain)."""
+    if not isinstance(init_params, Params):
+        raise SpecError(
+            f"init_params must be a bayesmix Params (e.g. fit.params of a MAP fit), got "
+            f"{type(init_params).__name__}"
+        )
+    like = model.params_from_init(
+        Init(np.ones(model.k) / model.k, np.zeros((model.k, d)), np.ones(d))
+    )
+    out = {}
+    for name in Params._fields:
+        ref, v = getattr(like, name), getattr(init_params, name)
+        if ref is None:
+            out[name] = None
+            continue
+        if v is None:
+            raise SpecError(f"init_params.{name} is missing; the {model.covariance} model needs it")
+        v = np.asarray(v, dtype=np.float64)
+        one, per_chain = np.shape(ref), (chains, *np.shape(ref))
+        if v.shape == one:
+            v = np.broadcast_to(v, per_chain)
+        if v.shape != per_chain:
+            raise SpecError(
+                f"init_params.{name} has shape {v.shape}; expected {one} (one start for every "
+                f"chain) or {per_chain} (one per chain)"
+            )
+        out[name] = v
+    u = jax.vmap(model.to_unconstrained)(jax.tree.map(jnp.asarray, Params(**out)))
+    bad = [f for f in model.free_fields if not np.all(np.isfinite(getattr(u, f)))]
+    if bad:
+        raise SpecError(
+            f"init_params.{bad[0]} is outside its support (weights must be positive and sum to "
+            "one, scales positive, correlation factors valid, everything finite); start from "
+            "a MAP fit's params"
+        )
+    return u
 
 
 def sample_nuts(
@@ -80,6 +127,7 @@ def sample_nuts(
     init: str = "seed",
     target_accept: float = 0.95,
     dense_mass: bool = False,
+    init_params: Params | None = None,
     seed: int = 0,
 ) -> Posterior:
     """Draw from p(globals | x) by collapsed NUTS.
@@ -88,7 +136,9 @@ def sample_nuts(
     Each chain starts from its own initialization (`init` scheme, as for the MAP fit), adapts
     for `warmup` steps and keeps `draws` draws. The defaults (4 chains, 1000 + 1000) give a
     checkable posterior; the tutorial used 1 chain, 50 warm-up steps and 250 draws.
-    `dense_mass` adapts a full mass matrix instead of a diagonal one.
+    `dense_mass` adapts a full mass matrix instead of a diagonal one. `init_params` starts
+    the chains from given positions instead (Params of the model, e.g. MAP fits: one start
+    for all chains, or a leading axis of length `chains`; see `sample_multistart`).
 
     Returns a Posterior whose params have leading axes (chains, draws) (weights (chains,
     draws, K), locs (chains, draws, K, D), ...), sampler statistics and diagnostics (R-hat, ESS,
@@ -110,10 +160,14 @@ def sample_nuts(
             f"{chains} chains x {draws} draws of {model.k} components would need "
             f"{nbytes / 2**30:.1f} GiB for the draws alone; use fewer chains or draws"
         )
+    u_init = (
+        None if init_params is None else check_init_params(init_params, model, x.shape[1], chains)
+    )
     out = _nuts_program(
         jnp.asarray(x),
         priors,
         jax.random.key(seed),
+        u_init,
         work=x.size * model.k * chains,
         model=model,
         chains=int(chains),
@@ -137,4 +191,4 @@ def sample_nuts(
             "energy": np.asarray(energy),
         },
     )
-    return Posterior(**{**post.__dict__, "diagnostics": posterior_diagnostics(post)})
+    return Posterior(**{**post.__dict__, "diagnostics": posterior_diagnostics(post, x)})

@@ -23,9 +23,12 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 
+from .._jit import serializable
+
 __all__ = ["Params"]
 
 
+@serializable
 class Params(NamedTuple):
     """Mixture globals. weights: (K,) on the simplex; locs: (K, D); see the module table."""
 

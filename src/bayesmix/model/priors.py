@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 
+from .._jit import serializable
 from ..errors import SpecError
 from .params import Params
 
@@ -32,6 +33,7 @@ _POSITIVE = (
 _PER_COLUMN = ("locs_loc", "locs_scale", "scale_loc")
 
 
+@serializable
 class Priors(NamedTuple):
     """Hyper-parameters (a pytree, so changing them does not recompile).
 

@@ -1,0 +1,366 @@
+"""MAP-EM: the MAP of the globals by expectation-maximization, for data of any size.
+
+Each iteration is one pass over the data (the E-step, `estep`: responsibilities reduced to
+additive sufficient statistics) and one small update (the M-step, `mstep.m_step`: closed forms
+where the priors are conjugate, Newton steps otherwise). The objective is the same log joint
+`fit_map` maximizes (`enumerate.log_joint`, constrained-space densities), it never decreases
+from one iteration to the next, and EM's fixed points are its stationary points, so EM and the
+gradient fitter reach the same MAP from the same start.
+
+Where the data live decides how a pass runs, not what it computes:
+- an in-memory array is copied to the device once and each pass is one compiled loop over
+  blocks of rows;
+- a file path, a `bayesmix.sources` source or a list of files is read chunk by chunk every
+  pass (out of core) and the chunks' statistics are summed in float64;
+- a Dask array or DataFrame (`bayesmix.distributed`) has each partition's statistics computed
+  by the same compiled kernel on the workers and summed by Dask.
+The initialization is drawn from one uniform sample of rows chosen by global row index, so it
+does not depend on how the data are chunked: all three give the same fit.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._jit import sized_jit
+from ..errors import FitError, SpecError
+from ..model import Init, Mixture, Params, Priors, check_k, check_priors
+from ..result import MAPResult
+from .estep import RUNS, Stats, accumulator_dtype, block_rows, estep, moment_kind
+from .init import INITS
+from .map import neg_log_joint_u
+from .mstep import expected_log_joint, update
+
+__all__ = ["FitInterrupted", "LARGE", "fit_em", "priors_from_moments", "resolve_dtype"]
+
+#: From this many values (rows x columns) on, dtype="auto" computes in float32.
+LARGE = 1 << 20
+
+
+class FitInterrupted(UserWarning):
+    """A fit was stopped (Ctrl-C) and returned the best parameters found so far."""
+
+
+def resolve_dtype(dtype: str | None, size: int) -> np.dtype:
+    """The dtype a fit computes in: "auto" is float32 from `LARGE` values on, else the JAX
+    default (float64 when 64-bit is enabled)."""
+    x64 = accumulator_dtype() == jnp.float64
+    if dtype in (None, "auto"):
+        return np.dtype(np.float32 if size >= LARGE or not x64 else np.float64)
+    if dtype not in ("float32", "float64", np.float32, np.float64):
+        raise SpecError(f"dtype must be 'auto', 'float32' or 'float64', got {dtype!r}")
+    if np.dtype(dtype) == np.float64 and not x64:
+        raise SpecError(
+            "dtype='float64' needs 64-bit JAX: run jax.config.update('jax_enable_x64', True) "
+            "before fitting, or use dtype='float32'"
+        )
+    return np.dtype(dtype)
+
+
+def priors_from_moments(mean: np.ndarray, sd: np.ndarray, **overrides) -> Priors:
+    """`Priors.from_data`'s rule from column means and standard deviations (D,), for data
+    that are only seen in chunks."""
+    sd = np.where(sd > 0, sd, 1.0)
+    base = Priors(scale_loc=np.log(sd / 2), scale_scale=1.5, locs_loc=mean, locs_scale=3 * sd)
+    return base._replace(**overrides)
+
+
+@partial(sized_jit, static_argnames=("model", "n_init", "init"))
+def _init_program(x, priors, key, *, model, n_init, init):
+    starts = jax.vmap(INITS[init], in_axes=(0, None, None))(
+        jax.random.split(key, n_init), x, model.k
+    )
+    u0 = jax.vmap(lambda s: model.to_unconstrained(model.params_from_init(s)))(starts)
+    losses = jax.vmap(neg_log_joint_u, in_axes=(0, None, None, None))(u0, model, x, priors)
+    best = jnp.argmin(jnp.where(jnp.isnan(losses), jnp.inf, losses))
+    return losses, best, model.from_unconstrained(jax.tree.map(lambda leaf: leaf[best], u0))
+
+
+@partial(jax.jit, static_argnames=("model",))
+def _final_gradient_norm(model, params, st, c, priors):
+    """|d(-log joint)/du| at params, in the unconstrained space, by Fisher's identity from the
+    statistics of the E-step at params (no extra pass over the data)."""
+
+    def neg_q(u):
+        return -expected_log_joint(model, model.from_unconstrained(u), st, c, priors)
+
+    g = jax.grad(neg_q)(model.to_unconstrained(params))
+    return jnp.sqrt(sum(jnp.sum(leaf**2) for leaf in jax.tree.leaves(g)))
+
+
+def _centre(params: Params) -> np.ndarray:
+    """The weighted mean of the locs (D,): the centre of the second moments this iteration."""
+    w = np.asarray(params.weights, np.float64)
+    return (w @ np.asarray(params.locs, np.float64)) / w.sum()
+
+
+def _show_progress(progress: bool | None, work: int) -> bool:
+    if progress is None:
+        return work >= 10**7 and sys.stderr.isatty()
+    return bool(progress)
+
+
+def run_em(
+    model: Mixture,
+    params: Params,
+    priors: Priors,
+    e_step: Callable[[Params, np.ndarray], Stats],
+    n_rows: int,
+    *,
+    max_iter: int,
+    tol: float,
+    progress: bool | None = None,
+    callback: Callable[[int, float, Params], None] | None = None,
+) -> tuple[Params, Stats, np.ndarray, list[float], dict[str, list[float]], bool]:
+    """The EM loop over any E-step: `e_step(params, centre)` returns the `Stats` of all rows.
+
+    Returns (params, their Stats, their centre, objective per iteration, change norms per
+    field, converged). Stops when the objective changed by at most `tol` per row, after
+    `max_iter` E-steps, or on Ctrl-C (with the best parameters so far and a `FitInterrupted`
+    warning).
+    """
+    from tqdm.auto import tqdm  # numpyro's dependency; imported here to keep imports fast
+
+    acc = accumulator_dtype()
+    params = jax.tree.map(lambda v: jnp.asarray(v, acc), params)
+    objectives: list[float] = []
+    changes: dict[str, list[float]] = {f: [0.0] for f in model.free_fields}
+    best = None
+    converged = False
+    bar = tqdm(
+        total=max_iter,
+        unit="it",
+        disable=not _show_progress(progress, n_rows * model.k),
+        desc="EM",
+        leave=False,
+    )
+    try:
+        for it in range(max_iter):
+            tick = time.perf_counter()
+            c = _centre(params)
+            st = e_step(params, c)
+            objective, new, change = update(model, params, st, jnp.asarray(c, acc), priors)
+            objective, change = jax.device_get((objective, change))
+            objective = float(objective)
+            if not math.isfinite(objective):
+                raise FitError(
+                    f"the EM objective became non-finite at iteration {it + 1}; rescale the "
+                    "data, use priors=Priors.from_data(x) or dtype='float64'"
+                )
+            objectives.append(objective)
+            best = (params, st, c)
+            rate = n_rows / max(time.perf_counter() - tick, 1e-9)
+            bar.update(1)
+            bar.set_postfix(objective=f"{objective:.6g}", rows_per_s=f"{rate:.3g}")
+            if callback is not None:
+                callback(it, objective, params)
+            if it and abs(objective - objectives[-2]) <= tol * n_rows:
+                converged = True
+                break
+            if it + 1 < max_iter:
+                for f in model.free_fields:
+                    changes[f].append(float(getattr(change, f)))
+                params = new
+    except KeyboardInterrupt:
+        if best is None:
+            raise
+        warnings.warn(
+            f"EM interrupted after {len(objectives)} iterations; returning the best parameters "
+            f"so far (log joint {max(objectives):.6g}), not converged",
+            FitInterrupted,
+            stacklevel=3,
+        )
+        for f in changes:
+            del changes[f][len(objectives) :]
+    finally:
+        bar.close()
+    params, st, c = best
+    return params, st, c, objectives, changes, converged
+
+
+def _check_options(n_init: object, init: str, max_iter: object, tol: float) -> None:
+    if init not in INITS:
+        raise SpecError(f"unknown init {init!r}; choose one of {sorted(INITS)}")
+    if isinstance(n_init, bool) or not isinstance(n_init, int) or n_init < 1:
+        raise SpecError(f"n_init must be a whole number >= 1, got {n_init!r}")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+        raise SpecError(f"max_iter must be a whole number >= 1, got {max_iter!r}")
+    if not (isinstance(tol, int | float) and tol >= 0):
+        raise SpecError(f"tol must be a number >= 0, got {tol!r}")
+
+
+def _initial_params(
+    model: Mixture,
+    sample: np.ndarray,
+    priors: Priors,
+    *,
+    init_params: Params | MAPResult | None,
+    n_init: int,
+    init: str,
+    seed: int,
+) -> tuple[Params, np.ndarray, int]:
+    """(starting params, losses of the scored initializations, index of the best)."""
+    if init_params is not None:
+        p = init_params.params if isinstance(init_params, MAPResult) else init_params
+        d = sample.shape[1]
+        like = model.params_from_init(Init(jnp.ones(model.k), jnp.zeros((model.k, d)), jnp.ones(d)))
+        for f in Params._fields:
+            want, got = getattr(like, f), getattr(p, f)
+            if (want is None) != (got is None) or (
+                want is not None and np.shape(want) != np.shape(got)
+            ):
+                raise SpecError(
+                    f"init_params.{f} has shape {None if got is None else np.shape(got)}; a "
+                    f"{model.covariance} {model.family} model with K={model.k}, D={d} needs "
+                    f"{None if want is None else np.shape(want)}"
+                )
+        return p, np.full(1, np.nan), 0
+    acc = accumulator_dtype()
+    losses, best, params = _init_program(
+        jnp.asarray(sample, acc),
+        priors,
+        jax.random.key(seed),
+        work=sample.size * model.k * n_init,
+        model=model,
+        n_init=int(n_init),
+        init=init,
+    )
+    return params, np.asarray(losses), int(best)
+
+
+def sample_indices(n_rows: int, size: int, seed: int) -> np.ndarray:
+    """The rows the initialization is drawn from: all of them in order when n_rows <= size,
+    else `size` distinct rows chosen uniformly (sorted), by global row index."""
+    if n_rows <= size:
+        return np.arange(n_rows)
+    return np.sort(np.random.default_rng(seed).choice(n_rows, size, replace=False))
+
+
+def fit_em(
+    data: object,
+    k: int,
+    *,
+    covariance: str = "shared",
+    family: str = "normal",
+    df: float | None = None,
+    priors: Priors | str = Priors(),  # noqa: B008 (an immutable NamedTuple)
+    n_init: int = 10,
+    init: str = "kmeans++",
+    init_params: Params | MAPResult | None = None,
+    init_sample: int = 100_000,
+    max_iter: int = 500,
+    tol: float = 1e-7,
+    seed: int = 0,
+    dtype: str = "auto",
+    columns: list[str] | None = None,
+    chunk_rows: int | None = None,
+    memory_budget: int | None = None,
+    progress: bool | None = None,
+    callback: Callable[[int, float, Params], None] | None = None,
+) -> MAPResult:
+    """MAP globals of a K-component mixture by EM, in memory, out of core or on Dask.
+
+    Parameters
+    ----------
+    data : an (N, D) or (N,) array; a Parquet or CSV file path (or a list of them), read in
+        chunks; a `bayesmix.sources` source; or a Dask array / DataFrame
+    k : number of components, 1 <= k <= N
+    covariance, family, df : the model (see `bayesmix.model.Mixture`)
+    priors : a `Priors`, or "auto" for `Priors.from_data`'s rule (computed from streamed
+        column means and standard deviations for chunked data)
+    n_init, init, seed : initializations drawn from `init_sample` rows chosen uniformly
+        (all rows when N <= init_sample), scored by the log joint on those rows; the best is
+        iterated. With N <= init_sample the start is the one `fit_map` picks for the same
+        n_init, init and seed.
+    init_params : start from these parameters (or a fit's) instead
+    max_iter : E-steps at most
+    tol : converged when the objective changed by at most tol per row between iterations
+    dtype : "auto" (float32 from 2**20 values on, else the JAX default), "float32", "float64";
+        statistics are always summed in float64 when 64-bit JAX is enabled
+    columns : the columns to read from files or DataFrames (default: every column)
+    chunk_rows, memory_budget : rows per chunk for chunked data, or a memory budget in bytes
+        that sets it (see `bayesmix.sources.open_source`)
+    progress : a progress bar with rows per second (default: on for large fits at a terminal)
+    callback : called as callback(iteration, objective, params) after every E-step
+
+    Returns
+    -------
+    MAPResult, as `fit_map`'s: `losses` (iterations,) is the negative log joint at each
+    iteration's parameters (non-increasing); `grad_norms` {field: (iterations,)} holds the
+    norm of each field's change in the M-step that produced that iteration's parameters (0 for
+    the first): EM computes no gradients; `final_grad_norm` is the gradient norm of the
+    negative log joint in the unconstrained space at the result (nan once a component is
+    emptied); `init_losses` are the scored initializations' losses on the sampled rows (with
+    init_params: the loss of those parameters on all rows).
+    """
+    from .. import sources  # the chunked readers import pyarrow lazily
+
+    _check_options(n_init, init, max_iter, tol)
+    source = sources.as_source(data, columns=columns, chunk_rows=chunk_rows, budget=memory_budget)
+    if source is None:
+        x, scan = sources.as_matrix(data)
+        n, d = x.shape
+    else:
+        scan = source.scan()
+        n, d = scan.rows, scan.mean.shape[0]
+    model = Mixture(check_k(k, n), covariance, family, df)
+    if isinstance(priors, str):
+        if priors != "auto":
+            raise SpecError(f"priors must be a Priors or 'auto', got {priors!r}")
+        priors = Priors.from_data(x) if scan is None else priors_from_moments(scan.mean, scan.sd)
+    priors = check_priors(priors, d)
+    if isinstance(init_sample, bool) or not isinstance(init_sample, int) or init_sample < 2:
+        raise SpecError(f"init_sample must be a whole number >= 2, got {init_sample!r}")
+    dt = resolve_dtype(dtype, n * d)
+    idx = sample_indices(n, max(init_sample, model.k), seed)
+    sample = x[idx] if source is None else source.take(idx)
+    params, init_losses, best_init = _initial_params(
+        model, sample, priors, init_params=init_params, n_init=n_init, init=init, seed=seed
+    )
+    moment, block = moment_kind(covariance), block_rows(model.k)
+
+    if source is None:
+        xd = jnp.asarray(x, dt)
+
+        def e_step(p: Params, c: np.ndarray) -> Stats:
+            return estep(
+                p, xd, n, jnp.asarray(c), moment=moment, block=block, work=n * d * model.k * RUNS
+            )
+    else:
+        e_step = partial(source.stats, moment=moment, block=block, dtype=dt)
+
+    params, st, c, objectives, changes, converged = run_em(
+        model,
+        params,
+        priors,
+        e_step,
+        n,
+        max_iter=max_iter,
+        tol=tol,
+        progress=progress,
+        callback=callback,
+    )
+    acc = accumulator_dtype()
+    grad = _final_gradient_norm(model, params, st, jnp.asarray(c, acc), priors)
+    return MAPResult(
+        model=model,
+        params=jax.tree.map(np.asarray, params),
+        priors=priors,
+        neg_log_joint=-objectives[-1],
+        log_likelihood=float(st.loglik),
+        init_losses=init_losses if init_params is None else -np.asarray(objectives[:1]),
+        best_init=best_init,
+        losses=-np.asarray(objectives),
+        grad_norms={f: np.asarray(v) for f, v in changes.items()},
+        final_grad_norm=float(grad) if np.all(np.asarray(params.weights) > 0) else math.nan,
+        converged=converged,
+    )

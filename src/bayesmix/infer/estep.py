@@ -1,0 +1,179 @@
+"""The E-step of MAP-EM: responsibilities reduced to sufficient statistics, additive over rows.
+
+For every row n and component k the responsibility r_nk = p(z_n = k | x_n, globals) is formed
+from the same log w_k + log p(x_n | k) as the log joint (`component_log_prob`'s densities; one
+exp per element: r = p / sum_k p with p = exp(lw - max_k lw), the numerically stable
+log-sum-exp), and immediately reduced to per-component sums (`Stats`). Distances and sums are
+matrix products (the floor at large N is the exp, not the memory: see PERFORMANCE.md). For
+Student-t components the latent scale of each row enters through u_nk = (nu + D) /
+(nu + delta_nk^2), the posterior mean of the Gamma(nu/2, nu/2) precision multiplier of the
+scale-mixture representation.
+
+The statistics are sums over rows, so the statistics of a data set are the sums of those of its
+chunks: that is what makes the in-memory, chunked, out-of-core and Dask fits the same fit.
+Second moments are taken about a centre `c` (D,) that the caller fixes per iteration (the
+weighted mean of the current locs), which keeps float32 sums accurate for data far from zero.
+
+Large arrays are processed in blocks of rows inside one compiled loop, so the (rows, K)
+intermediates never exceed one block, whatever N is.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import digamma, gammaln
+
+from .._jit import serializable, sized_jit
+from ..model import Params
+
+__all__ = ["MOMENTS", "RUNS", "Stats", "accumulator_dtype", "block_rows", "estep", "moment_kind"]
+
+_LOG_2PI = math.log(2.0 * math.pi)
+#: The second-moment layout each covariance structure needs.
+MOMENTS = {"shared": "diag", "spherical": "diag", "diag": "diag", "full": "full", "tied": "tied"}
+#: The E-step runs once per iteration: its `sized_jit` work counts this many runs.
+RUNS = 50
+#: Elements (rows x components) of one block's (rows, K) intermediates.
+BLOCK_ELEMENTS = 1 << 17
+
+
+@serializable
+class Stats(NamedTuple):
+    """Sufficient statistics of one E-step; every field is a sum over rows.
+
+    rows: () number of rows; loglik: () sum_n log p(x_n | globals) (the assignments summed
+    out); n: (K,) sum_n r_nk; w: (K,) sum_n r_nk u_nk (equals n for Normal components);
+    s: (K, D) sum_n r_nk u_nk (x_n - c); q: second moments about c, weighted by r_nk u_nk:
+    (K, D) diagonal ("diag"), (K, D, D) ("full"), or (D, D) summed over components ("tied");
+    t: () sum_nk r_nk (E[log u_nk] - E[u_nk]) (Student-t with learned df; else 0).
+    """
+
+    rows: jnp.ndarray
+    loglik: jnp.ndarray
+    n: jnp.ndarray
+    w: jnp.ndarray
+    s: jnp.ndarray
+    q: jnp.ndarray
+    t: jnp.ndarray
+
+
+def moment_kind(covariance: str) -> str:
+    """ "diag", "full" or "tied": the second moments a covariance structure needs."""
+    return MOMENTS[covariance]
+
+
+def accumulator_dtype() -> jnp.dtype:
+    """float64 when JAX has 64-bit enabled, else float32: the dtype statistics are summed in."""
+    return jax.dtypes.canonicalize_dtype(jnp.float64)
+
+
+def block_rows(k: int) -> int:
+    """Rows per block for K components: about BLOCK_ELEMENTS (rows x K) elements, a power of
+    two between 256 and 65536."""
+    return int(min(1 << 16, max(256, 1 << int(math.log2(max(1, BLOCK_ELEMENTS // k))))))
+
+
+def _distances(params: Params, xc: jnp.ndarray, c: jnp.ndarray, feats: jnp.ndarray | None):
+    """(squared Mahalanobis distances (B, K), half log det of each covariance (K,)) of rows
+    xc = x - c (B, D), by matrix products.
+
+    Diagonal covariances: [xc^2, xc] (B, 2D) times [1 / var, -2 (locs - c) / var] (2D, K) (for
+    D <= 2 the differences are formed directly, exact for far-away points); full / tied:
+    every component's whitening L_k^-1 applied to xc in one (B, D) x (D, K D) product.
+    """
+    k, d = params.locs.shape
+    s = jnp.asarray(params.scale)
+    mc = params.locs - c
+    if params.corr_chol is None:
+        var = jnp.broadcast_to((s**2).reshape(s.shape + (1,) * (2 - s.ndim)), (k, d))
+        half_logdet = jnp.sum(jnp.log(var), axis=-1) / 2
+        if feats is None:
+            d2 = jnp.sum((xc[:, None, :] - mc[None]) ** 2 / var[None], axis=-1)
+        else:
+            w = jnp.concatenate([1 / var, -2 * mc / var], axis=1)
+            d2 = jnp.maximum(feats @ w.T + jnp.sum(mc**2 / var, -1), 0.0)
+        return d2, half_logdet
+    chol = jnp.broadcast_to(s[..., :, None] * params.corr_chol, (k, d, d))
+    eye = jnp.broadcast_to(jnp.eye(d, dtype=xc.dtype), (k, d, d))
+    white = jax.vmap(lambda m, e: jax.scipy.linalg.solve_triangular(m, e, lower=True))(chol, eye)
+    z = (xc @ jnp.swapaxes(white, 1, 2).transpose(1, 0, 2).reshape(d, k * d)).reshape(-1, k, d)
+    z = z - jnp.einsum("kde,ke->kd", white, mc)
+    half_logdet = jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
+    return jnp.sum(z**2, axis=-1), half_logdet
+
+
+def _block_stats(
+    params: Params, x: jnp.ndarray, keep: jnp.ndarray, c: jnp.ndarray, moment: str
+) -> Stats:
+    """Stats of the rows of x (B, D) where keep (B,) is True."""
+    d = x.shape[-1]
+    xc = x - c
+    feats = jnp.concatenate([xc * xc, xc], axis=1) if moment == "diag" else None
+    d2, half_logdet = _distances(params, xc, c, feats if d > 2 else None)
+    log_w = jnp.log(params.weights)
+    if params.df is None:  # the densities of `component_log_prob`
+        lw = log_w - 0.5 * d2 - half_logdet - 0.5 * d * _LOG_2PI
+        u = None
+    else:
+        nu = params.df
+        norm = gammaln(0.5 * (nu + d)) - gammaln(0.5 * nu) - 0.5 * d * jnp.log(nu * math.pi)
+        lw = log_w + norm - half_logdet - 0.5 * (nu + d) * jnp.log1p(d2 / nu)
+        u = (nu + d) / (nu + d2)
+    top = jnp.max(lw, axis=-1, keepdims=True)
+    p = jnp.exp(lw - top)
+    total = jnp.sum(p, axis=-1, keepdims=True)
+    r = jnp.where(keep[:, None], p / total, 0.0)
+    loglik = jnp.sum(jnp.where(keep, top[:, 0] + jnp.log(total[:, 0]), 0.0))
+    ru = r if u is None else r * u
+    if moment == "diag":
+        both = ru.T @ feats  # (K, 2D): second and first moments in one product
+        q, first = both[:, :d], both[:, d:]
+    else:
+        first = ru.T @ xc
+        if moment == "full":
+            b, k = ru.shape
+            q = ((ru[:, :, None] * xc[:, None, :]).reshape(b, k * d).T @ xc).reshape(k, d, d)
+        else:  # tied: the components' scatter matrices summed, weighted by sum_k r_nk u_nk
+            q = (jnp.sum(ru, axis=-1)[:, None] * xc).T @ xc
+    if u is None:
+        t = jnp.zeros((), x.dtype)
+    else:
+        e_log_u = digamma(0.5 * (params.df + d)) - jnp.log(0.5 * (params.df + d2))
+        t = jnp.sum(r * (e_log_u - u))
+    return Stats(jnp.sum(keep).astype(x.dtype), loglik, r.sum(0), ru.sum(0), first, q, t)
+
+
+@partial(sized_jit, static_argnames=("moment", "block"))
+def estep(
+    params: Params, x: jnp.ndarray, n_valid: jnp.ndarray, c: jnp.ndarray, *, moment: str, block: int
+) -> Stats:
+    """Stats of the first `n_valid` rows of x (N, D), in blocks of `block` rows.
+
+    Blocks are read with a clamped dynamic slice (the last one overlaps its predecessor and
+    masks the rows already counted), so no padded copy of x is made. Each block's statistics
+    are computed in x's dtype and summed in `accumulator_dtype()`.
+    """
+    n = x.shape[0]
+    block = min(block, n)
+    acc = accumulator_dtype()
+    k, d = params.locs.shape
+    q_shape = {"diag": (k, d), "full": (k, d, d), "tied": (d, d)}[moment]
+    zero = Stats(*(jnp.zeros(s, acc) for s in ((), (), (k,), (k,), (k, d), q_shape, ())))
+    params = jax.tree.map(lambda v: v.astype(x.dtype), params)
+    c = c.astype(x.dtype)
+
+    def body(i, total):
+        start = jnp.minimum(i * block, n - block)
+        xb = jax.lax.dynamic_slice_in_dim(x, start, block, axis=0)
+        row = start + jnp.arange(block)
+        keep = (row >= i * block) & (row < n_valid)
+        st = _block_stats(params, xb, keep, c, moment)
+        return jax.tree.map(lambda a, b: a + b.astype(acc), total, st)
+
+    n_blocks = (n_valid + block - 1) // block
+    return jax.lax.fori_loop(0, n_blocks, body, zero)

@@ -1,0 +1,96 @@
+"""Export to ArviZ's InferenceData, to continue in the ArviZ ecosystem (and save as NetCDF).
+
+Groups: ``posterior`` (the globals, relabeled consistently by default, with named dimensions
+chain, draw, component, dim), ``sample_stats`` (the sampler's per-draw statistics, renamed to
+ArviZ's conventions: diverging, acceptance_rate, n_steps, energy), and, when the data are
+given, ``observed_data`` and ``log_likelihood`` (log p(x_n | globals), the assignments summed
+out, for az.loo / az.waic). ``idata.to_netcdf(path)`` writes it to disk.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from .data import as_data
+from .errors import SpecError
+from .result import Posterior, relabeled_params
+
+__all__ = ["to_inference_data"]
+
+_STATS = {
+    "diverging": "diverging",
+    "acceptance_rate": "acceptance_rate",
+    "num_steps": "n_steps",
+    "energy": "energy",
+}
+_SCALE_DIMS = {
+    "shared": [],
+    "spherical": ["component"],
+    "diag": ["component", "dim"],
+    "full": ["component", "dim"],
+    "tied": ["dim"],
+}
+
+
+def to_inference_data(post: Posterior, data: object = None, *, relabel: str | None = "auto"):
+    """An `arviz.InferenceData` of the posterior.
+
+    Parameters
+    ----------
+    post : from sample_nuts, sample_multistart or sample_smc
+    data : (N, D) the data the posterior was fitted on; adds observed_data and log_likelihood
+    relabel : "auto" (Stephens with data, else the ordering by the first loc coordinate),
+        "stephens", "order" or None (the raw draws), as for the diagnostics
+
+    Returns
+    -------
+    InferenceData; its posterior's attrs hold the model ("model", JSON) and the relabeling.
+    """
+    import arviz as az
+
+    if not isinstance(post, Posterior):
+        raise SpecError(f"expected a Posterior (from sample_nuts or sample_smc), got {post!r}")
+    if post.num_chains * post.num_draws == 0:
+        raise SpecError("the posterior has no draws; sample with draws >= 1")
+    x = None if data is None else as_data(data, for_fit=False, dim=post.params.locs.shape[-1])
+    params, record = relabeled_params(post, x, relabel)
+    model = post.model
+    posterior = {"weights": params.weights, "locs": params.locs, "scale": params.scale}
+    dims = {
+        "weights": ["component"],
+        "locs": ["component", "dim"],
+        "scale": _SCALE_DIMS[model.covariance],
+    }
+    if params.corr_chol is not None:
+        c = np.asarray(params.corr_chol)
+        posterior["corr"] = np.einsum("...ij,...kj->...ik", c, c)
+        dims["corr"] = (["component"] if model.covariance == "full" else []) + ["dim", "dim_"]
+    if params.df is not None:
+        posterior["df"] = params.df
+        dims["df"] = []
+    shape = (post.num_chains, post.num_draws)
+    stats = {
+        _STATS.get(k, k): np.asarray(v)
+        for k, v in post.sampler.items()
+        if np.shape(v) == shape and k in _STATS
+    }
+    groups = {"posterior": {k: np.asarray(v) for k, v in posterior.items()}}
+    if stats:
+        groups["sample_stats"] = stats
+    if x is not None:
+        from .select import pointwise_log_likelihood
+
+        groups["observed_data"] = {"x": x}
+        groups["log_likelihood"] = {"x": pointwise_log_likelihood(post, x)}
+        dims["x"] = ["obs", "dim"]
+    n_dims = {"component": np.arange(model.k), "dim": np.arange(post.params.locs.shape[-1])}
+    n_dims["dim_"] = n_dims["dim"]
+    idata = az.from_dict(**groups, dims=dims, coords=n_dims)
+    idata.posterior.attrs["model"] = json.dumps(model.describe())
+    idata.posterior.attrs["relabeling"] = json.dumps(record)
+    for key, value in post.sampler.items():  # per-run records (SMC's evidence, ...)
+        if np.ndim(value) == 1:
+            idata.posterior.attrs[key] = np.asarray(value).tolist()
+    return idata

@@ -1,0 +1,111 @@
+"""Classifying a batch with a saved model, and describing the model as JSON.
+
+`classify` is what the CLI's `predict`, the HTTP service and the model page all call, so the
+three agree exactly with `bm.predict` / `bm.predict_proba` (it runs their one compiled
+program once for both labels and probabilities).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import math
+
+import numpy as np
+
+from ..errors import SpecError
+from ..io import SavedModel
+from ..result import MAPResult
+
+__all__ = ["TEMPERATURES", "classify", "describe", "jsonable", "warm_up"]
+
+# The module (the package's `predict` attribute is the function of that name).
+_predict = importlib.import_module("bayesmix.predict")
+
+#: The temperatures served: 0 (the MAP component) and 1 (a draw from the exact posterior).
+TEMPERATURES = (0, 1)
+
+
+def classify(
+    fit: MAPResult, x: np.ndarray, *, temperature: float = 0, seed: int = 0, proba: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(labels (N,), membership probabilities (N, K) or None) of rows x (N, D).
+
+    labels == bm.predict(fit, x, temperature=temperature, seed=seed) and the probabilities ==
+    bm.predict_proba(fit, x), bit for bit.
+    """
+    t = float(temperature)
+    if not (math.isfinite(t) and t >= 0):
+        raise SpecError(f"temperature must be a finite number >= 0, got {temperature!r}")
+    # predict's one compiled program returns (labels, probabilities, ...) for any temperature;
+    # one call gives both (the tests check that they equal the public functions' bit for bit).
+    run = getattr(_predict, "_run", None)
+    if run is None:  # pragma: no cover (the public pair, two passes)
+        labels = _predict.predict(fit, x, temperature=t, seed=seed)
+        return labels, _predict.predict_proba(fit, x) if proba else None
+    labels, probs = run(fit, x, t, seed)[:2]
+    return labels, probs if proba else None
+
+
+def warm_up(fit: MAPResult, max_rows: int) -> int:
+    """Compile the classifier for every batch size up to `max_rows` (batches are padded to
+    powers of two, from 8); returns the number of sizes compiled."""
+    d = int(np.shape(fit.params.locs)[-1])
+    sizes = 0
+    n = 8
+    while True:
+        classify(fit, np.zeros((n, d)), temperature=1)
+        sizes += 1
+        if n >= max_rows:
+            return sizes
+        n *= 2
+
+
+def describe(model: SavedModel) -> dict:
+    """JSON-ready metadata: K, D, columns, the model spec, priors, MAP parameters and fit
+    statistics, how it was fitted, and the posterior's size and diagnostics (or None)."""
+    fit, post = model.fit, model.posterior
+    scalars = {
+        f.name: getattr(fit, f.name)
+        for f in dataclasses.fields(fit)
+        if isinstance(getattr(fit, f.name), bool | int | float | str)
+    }
+    out = {
+        "k": model.k,
+        "d": model.d,
+        "columns": list(model.columns),
+        "model": jsonable(getattr(fit, "model", None)),
+        "fit_method": model.meta["fit_method"],
+        "priors": jsonable(fit.priors),
+        "params": {k: v for k, v in jsonable(fit.params).items() if v is not None},
+        "map": jsonable(scalars),
+        "posterior": None,
+        "diagnostics": None,
+        "settings": model.meta.get("settings"),
+        "format_version": model.meta["format_version"],
+        "bayesmix_version": model.meta["bayesmix_version"],
+        "created": model.meta["created"],
+    }
+    if post is not None:
+        locs = np.shape(post.params.locs)
+        out["posterior"] = {"chains": int(locs[0]), "draws": int(locs[1])}
+        out["diagnostics"] = jsonable(post.diagnostics)
+    return out
+
+
+def jsonable(obj: object) -> object:
+    """Arrays, NumPy scalars, NamedTuples and dataclasses -> plain JSON values (non-finite
+    floats become None, as JSON has no NaN)."""
+    if isinstance(obj, np.ndarray | np.generic):
+        return jsonable(obj.tolist())
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+        return {name: jsonable(v) for name, v in obj._asdict().items()}
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(key): jsonable(v) for key, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    return obj

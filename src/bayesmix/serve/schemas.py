@@ -1,0 +1,221 @@
+"""The service's request and response schemas (pydantic), and validation errors in words.
+
+The request schema is built for one model: rows must have exactly D numbers, records exactly
+the model's column names, so the OpenAPI document states the model's own shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    create_model,
+    model_validator,
+)
+
+from ..data import MAX_ABS
+
+__all__ = [
+    "MAX_SEED",
+    "ErrorResponse",
+    "PredictResponse",
+    "error_messages",
+    "request_model",
+]
+
+MAX_SEED = 2**32 - 1
+_FIELDS = "rows or records, temperature, seed, proba"
+
+#: One value of a row: a JSON number (not a string or a boolean), finite, |value| <= 1e150.
+Value = Annotated[float, Strict(), Field(allow_inf_nan=False, ge=-MAX_ABS, le=MAX_ABS)]
+
+
+def _number(value: object) -> object:
+    """Numbers only (JSON's true is not 1), before the Literal check."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("not a number")
+    return value
+
+
+def _whole(value: object) -> object:
+    """A whole number, as JSON Schema's integer: 7 or 7.0, not 7.5, "7" or true."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("not a whole number")
+    return value
+
+
+class _PredictBase(BaseModel):
+    """Shared fields of the request; `rows` / `records` are added per model."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"oneOf": [{"required": ["rows"]}, {"required": ["records"]}]},
+    )
+
+    temperature: Annotated[Literal[0, 1], BeforeValidator(_number)] = Field(
+        0,
+        description="0: the MAP component of each row; 1: a draw from p(component | row), "
+        "reproducible for a given seed.",
+    )
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED), BeforeValidator(_whole)] | None = Field(
+        None,
+        description="Seed of the temperature-1 draws. Omitted: the server picks one and "
+        "returns it, so the draws can be reproduced.",
+    )
+    proba: Annotated[bool, Strict()] = Field(
+        True, description="Also return the membership probabilities (N, K)."
+    )
+
+    @model_validator(mode="after")
+    def _rows_or_records(self):
+        given = [name for name in ("rows", "records") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give the data as exactly one of 'rows' (arrays of D numbers) or 'records' "
+                f"(objects keyed by column name); got {given or 'neither'}"
+            )
+        return self
+
+
+def request_model(columns: Sequence[str], max_rows: int) -> type[_PredictBase]:
+    """The PredictRequest schema of a model with these columns (D = len(columns))."""
+    d = len(columns)
+    row = Annotated[list[Value], Field(min_length=d, max_length=d)]
+    record = create_model(
+        "Record",
+        __config__=ConfigDict(extra="forbid"),
+        **{f"c{j}": (Value, Field(alias=name)) for j, name in enumerate(columns)},
+    )
+    limits = {"min_length": 1, "max_length": max_rows}
+    return create_model(
+        "PredictRequest",
+        __base__=_PredictBase,
+        rows=(
+            list[row],
+            Field(
+                None,
+                description=f"The batch: arrays of {d} numbers, in the column order {columns}.",
+                examples=[[[0.0] * d]],
+                **limits,
+            ),
+        ),
+        records=(
+            list[record],
+            Field(None, description=f"The batch as objects keyed by {columns}.", **limits),
+        ),
+    )
+
+
+class PredictResponse(BaseModel):
+    """Labels (and probabilities) of each row, in the order sent."""
+
+    labels: list[int] = Field(description="Component of each row, 0..K-1.")
+    probabilities: list[list[float]] | None = Field(
+        description="p(component k | row), (N, K), rows sum to one; null when proba is false."
+    )
+    temperature: Literal[0, 1]
+    seed: int | None = Field(description="Seed of the draws (temperature 1), else null.")
+
+
+class ErrorItem(BaseModel):
+    loc: list[str | int] = Field(description="Where in the request body, e.g. [rows, 3, 0].")
+    row: int | None = Field(description="Index of the row (from 0), if the error is in a row.")
+    field: str | None = Field(description="Column or field name, if known.")
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    """A rejected request: `detail` says what is wrong and how to fix it."""
+
+    detail: str
+    errors: list[ErrorItem] = []
+
+
+def error_messages(
+    errors: Sequence[dict[str, Any]], columns: Sequence[str], max_rows: int
+) -> list[dict]:
+    """pydantic's errors -> [{loc, row, field, message}], in words naming the row and field."""
+    out = []
+    for e in errors:
+        loc = [p for p in e.get("loc", ()) if p != "body"]
+        item = {"loc": loc, "row": None, "field": None}
+        if loc and loc[0] in ("rows", "records") and len(loc) >= 2:
+            item.update(_row_error(e, loc, columns))
+        elif loc and loc[0] in ("rows", "records"):
+            item["message"] = _batch_error(e, loc[0], max_rows)
+        else:
+            item.update(_field_error(e, loc))
+        out.append(item)
+    return out
+
+
+def _batch_error(e: dict, where: str, max_rows: int) -> str:
+    kind, ctx = e.get("type"), e.get("ctx") or {}
+    if kind == "too_long":
+        n = ctx.get("actual_length")
+        return f"{where}: {n} rows exceed the limit of {max_rows} per request; split the batch"
+    if kind == "too_short":
+        return f"{where} is empty; send at least one row"
+    return f"{where} must be an array of rows: {e.get('msg')}"
+
+
+def _row_error(e: dict, loc: list, columns: Sequence[str]) -> dict:
+    kind, ctx, got = e.get("type"), e.get("ctx") or {}, _shown(e.get("input"))
+    row, at, names = loc[1], f"{loc[0]}[{loc[1]}]", list(columns)
+    row = row if isinstance(row, int) else None
+    if len(loc) == 2:
+        if kind in ("too_short", "too_long"):
+            n = ctx.get("actual_length")
+            message = (
+                f"{at} has {n} values but the model has {len(names)} column(s) {names}; "
+                "send one number per column"
+            )
+        elif loc[0] == "rows":
+            message = f"{at} must be an array of {len(names)} number(s), got {got}"
+        else:
+            message = f"{at} must be an object with the keys {names}, got {got}"
+        return {"row": row, "message": message}
+    key = loc[2]
+    field = names[key] if isinstance(key, int) and 0 <= key < len(names) else str(key)
+    if kind == "missing":
+        message = f"{at} lacks column {field!r}; the columns are {names}"
+    elif kind == "extra_forbidden":
+        message = f"{at} has unknown column {field!r}; the columns are {names}"
+    elif kind in ("less_than_equal", "greater_than_equal"):
+        message = (
+            f"{at}, column {field!r}: {got} is too large in magnitude (the limit is "
+            f"{MAX_ABS:.0e}); rescale the data"
+        )
+    else:
+        message = f"{at}, column {field!r}: {e.get('msg')}, got {got}"
+    return {"row": row, "field": field, "message": message}
+
+
+def _field_error(e: dict, loc: list) -> dict:
+    kind, got = e.get("type"), _shown(e.get("input"))
+    if loc == ["temperature"]:
+        message = f"temperature must be 0 (MAP component) or 1 (a posterior draw), got {got}"
+    elif loc == ["seed"]:
+        message = f"seed must be a whole number from 0 to {MAX_SEED}, or null, got {got}"
+    elif loc and kind == "extra_forbidden":
+        message = f"unknown field {loc[0]!r}; the fields are {_FIELDS}"
+    elif loc:
+        message = f"{'.'.join(map(str, loc))}: {e.get('msg')}, got {got}"
+    elif kind == "model_type":
+        message = 'the request body must be a JSON object, e.g. {"rows": [[0.5]]}'
+    else:
+        message = str(e.get("msg", "invalid request")).removeprefix("Value error, ")
+    return {"field": str(loc[0]) if loc else None, "message": message}
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,177 @@
+"""Tables in and out for batch prediction: CSV always, Parquet when pyarrow is installed.
+
+A file is Parquet when its name ends in `.parquet` or `.pq`, else CSV (with a header row).
+Reading validates like `bayesmix.data` (messages name the file, line and column); writing is
+atomic, and floats are written in full precision (they read back to the same float64).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..data import as_data
+from ..errors import DataError
+from ..io import atomic_write
+
+__all__ = ["is_parquet", "read_table", "table_bytes", "write_table"]
+
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+def is_parquet(path: str | os.PathLike[str]) -> bool:
+    return Path(path).suffix.lower() in PARQUET_SUFFIXES
+
+
+def read_table(
+    path: str | os.PathLike[str],
+    columns: Sequence[str] | None = None,
+    *,
+    for_fit: bool = False,
+    dim: int | None = None,
+) -> tuple[np.ndarray, list[str]]:
+    """Read `columns` (default: every column, all numeric) of a CSV or Parquet file.
+
+    Returns (x (N, D) float64, the column names), validated by `bayesmix.data.as_data`
+    (`for_fit` and `dim` as there). Other columns of the file are ignored.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"file not found: {path}; check the path")
+    if path.is_dir():
+        raise DataError(f"{path} is a folder, not a data file")
+    header, read = _parquet(path) if is_parquet(path) else _csv(path)
+    if len(set(header)) != len(header):
+        twice = sorted({h for h in header if header.count(h) > 1})
+        raise DataError(f"{path} has duplicate column names {twice}; rename them")
+    names = list(header) if columns is None else list(columns)
+    missing = [c for c in names if c not in header]
+    if missing:
+        raise DataError(
+            f"{path} has no column(s) {missing}; its columns are {header}"
+            + ("" if columns is None else " (the model needs its own column names; see --columns)")
+        )
+    values = np.column_stack([read(header.index(c)) for c in names]) if names else np.empty((0, 0))
+    labels = [f"column {c!r}" for c in names]
+    return as_data(values, labels, str(path), for_fit=for_fit, dim=dim), names
+
+
+def _csv(path: Path):
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = [r for r in csv.reader(fh) if any(cell.strip() for cell in r)]
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not a text CSV file (it is not valid UTF-8)") from None
+    except csv.Error as exc:
+        raise DataError(f"{path} is not a valid CSV file: {exc}") from None
+    if not rows:
+        raise DataError(f"{path} is empty; it needs a header row and rows of numbers")
+    header = [h.strip() for h in rows[0]]
+    if all(_is_number(h) for h in header):
+        raise DataError(
+            f"{path} has no header row (its first row is all numbers); "
+            "add a first line naming the columns, e.g. 'x'"
+        )
+    body = rows[1:]
+    for i, row in enumerate(body):
+        if len(row) != len(header):
+            raise DataError(
+                f"{path}, line {i + 2}: {len(row)} fields where the header has {len(header)}"
+            )
+
+    def read(j: int) -> np.ndarray:
+        out = np.empty(len(body))
+        for i, row in enumerate(body):
+            try:
+                out[i] = float(row[j])
+            except ValueError:
+                raise DataError(
+                    f"{path}, line {i + 2}, column {header[j]!r}: {row[j]!r} is not a number"
+                ) from None
+        return out
+
+    return header, read
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _pyarrow():
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError(
+            "Parquet files need pyarrow, which is not installed: pip install pyarrow "
+            "(or pip install 'bayesmix[serve]'), or use a CSV file"
+        ) from None
+    return pa, pq
+
+
+def _parquet(path: Path):
+    pa, pq = _pyarrow()
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"{path} is not a readable Parquet file: {exc}") from None
+    header = list(table.column_names)
+
+    def read(j: int) -> np.ndarray:
+        col, name = table.column(j), header[j]
+        t = col.type
+        if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)):
+            raise DataError(f"{path}, column {name!r} holds {t} values, not numbers")
+        if col.null_count:
+            i = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
+            raise DataError(
+                f"{path}, row {i + 1}, column {name!r} is empty (null; {col.null_count} in all); "
+                "remove or impute those rows"
+            )
+        return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
+
+    return header, read
+
+
+def table_bytes(table: Mapping[str, np.ndarray], parquet: bool = False) -> bytes:
+    """The bytes of a CSV (header row, then one line per row) or Parquet file of `table`
+    (name -> (N,) column, all of one length)."""
+    if parquet:
+        pa, pq = _pyarrow()
+        buf = io.BytesIO()
+        pq.write_table(pa.table({name: np.asarray(v) for name, v in table.items()}), buf)
+        return buf.getvalue()
+    columns = [np.asarray(v).tolist() for v in table.values()]  # floats print in full (repr)
+    lines = [",".join(_csv_cell(name) for name in table)]
+    lines += [",".join(map(repr, row)) for row in zip(*columns, strict=True)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _csv_cell(text: str) -> str:
+    if any(c in text for c in ',"\n\r') or text != text.strip():
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def write_table(path: str | os.PathLike[str], table: Mapping[str, np.ndarray]) -> Path:
+    """Write `table` atomically to `path`, as Parquet when the name ends in .parquet / .pq."""
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"cannot write {path}: it is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise DataError(f"cannot write {path}: the folder {path.parent} does not exist")
+    data = table_bytes(table, parquet=is_parquet(path))
+    try:
+        atomic_write(path, data)
+    except OSError as exc:
+        raise DataError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path

@@ -1,0 +1,116 @@
+"""Prediction at scale: membership of every row of chunked data, written to Parquet.
+
+`predict_to_parquet` reads any source `fit_em` reads (arrays, memory maps, Parquet / CSV files,
+Dask collections) one chunk at a time, classifies each chunk with one compiled kernel (chunks
+are padded to one size, so it compiles once) and appends it to a Parquet file, so memory stays
+at one chunk whatever the number of rows. The file is written under a temporary name and
+renamed when complete: an error (a bad chunk, a truncated input) leaves no partial output.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._jit import sized_jit
+from .enumerate import log_weighted
+from .errors import DataError
+from .result import MAPResult
+from .sources import BYTES_PER_VALUE, ArraySource, Source, as_source, rows_for_budget
+
+__all__ = ["predict_to_parquet"]
+
+
+@sized_jit
+def _membership(params, x):
+    """(MAP component (N,) int32, probabilities (N, K), log density (N,)) of rows x (N, D)."""
+    lw = log_weighted(params, x)
+    top = jnp.max(lw, axis=-1, keepdims=True)
+    p = jnp.exp(lw - top)
+    total = jnp.sum(p, axis=-1, keepdims=True)
+    return jnp.argmax(lw, axis=-1).astype(jnp.int32), p / total, (top + jnp.log(total))[:, 0]
+
+
+def predict_to_parquet(
+    fit: MAPResult,
+    data: object,
+    path: str | os.PathLike[str],
+    *,
+    columns: Sequence[str] | None = None,
+    chunk_rows: int | None = None,
+    memory_budget: int | None = None,
+    probabilities: bool = True,
+    log_density: bool = False,
+    dtype: str = "float32",
+) -> int:
+    """Write the membership of every row of `data` to the Parquet file `path`; return the
+    number of rows written.
+
+    Columns written: `component` (int32, the MAP component), `prob_0` ... `prob_{K-1}`
+    (membership probabilities, with `probabilities`) and `log_density` (log p(x_n), with
+    `log_density`), one row per input row in input order. `dtype` is the precision of the
+    computation and of the written probabilities ("float32" or "float64").
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if memory_budget is not None and chunk_rows is None:
+        # The budget covers the outputs too: K probabilities (float32, then Arrow) per row.
+        d = fit.params.locs.shape[-1]
+        chunk_rows = rows_for_budget(memory_budget, d + (16 * fit.k + 16) // BYTES_PER_VALUE + 1)
+        memory_budget = None
+    source = as_source(data, columns=columns, chunk_rows=chunk_rows, budget=memory_budget)
+    if source is None:
+        source = ArraySource(data)
+    if not isinstance(source, Source):
+        raise DataError(f"cannot read {type(data).__name__} in chunks")
+    d = fit.params.locs.shape[-1]
+    if len(source.columns) != d:
+        raise DataError(
+            f"{source.name} has {len(source.columns)} columns but the model was fitted on {d}"
+        )
+    dt = np.dtype(dtype)
+    params = jax.tree.map(lambda v: jnp.asarray(v, dt), fit.params)
+    names = ["component"]
+    if probabilities:
+        names += [f"prob_{j}" for j in range(fit.k)]
+    if log_density:
+        names.append("log_density")
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial")
+    rows = 0
+    writer = None
+    try:
+        for chunk in source.chunks():
+            n = len(chunk.values)
+            padded = np.zeros((max(n, source.chunk_rows), d), dt)
+            padded[:n] = chunk.values
+            comp, prob, logp = jax.device_get(
+                _membership(params, jnp.asarray(padded), work=padded.shape[0] * fit.k)
+            )
+            arrays = [pa.array(comp[:n])]
+            if probabilities:
+                arrays += [pa.array(prob[:n, j]) for j in range(fit.k)]
+            if log_density:
+                arrays.append(pa.array(logp[:n]))
+            table = pa.Table.from_arrays(arrays, names=names)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema)
+            writer.write_table(table)
+            rows += n
+        if writer is None:
+            raise DataError(f"{source.name} holds no rows; nothing to predict")
+        writer.close()
+        writer = None
+        os.replace(tmp, path)
+    finally:
+        if writer is not None:
+            writer.close()
+        if tmp.exists():
+            tmp.unlink()
+    return rows

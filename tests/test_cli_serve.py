@@ -1,0 +1,361 @@
+"""fit --save, predict and serve end to end: the CLI, the Python API and a real server (a
+`bayesmix serve` process on loopback) agree exactly; the model page works in Chromium."""
+
+from __future__ import annotations
+
+import csv
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import bayesmix as bm
+from bayesmix.cli import main
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+NEW = [0.5, 5.75, 11.0, 5.7, 5.8, -2.0, 14.0, 5.76]
+
+
+def _run(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _read_csv(path: Path) -> dict[str, list[str]]:
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    return {name: [r[j] for r in rows[1:]] for j, name in enumerate(rows[0])}
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """`bayesmix fit --save` on the seed data, and a CSV of new rows with an extra column."""
+    tmp = tmp_path_factory.mktemp("cli")
+    data = tmp / "train.csv"
+    data.write_text("id,value\n" + "".join(f"{i},{v}\n" for i, v in enumerate([0, 1, 10, 11, 12])))
+    model = tmp / "model.bmx"
+    args = [
+        "fit",
+        data,
+        "--k",
+        "2",
+        "--column",
+        "value",
+        "--warmup",
+        "50",
+        "--draws",
+        "20",
+        "--priors",
+        "seed",
+    ]
+    result = _run(*args, "--chains", "2", "--save", model, "-q")
+    assert result.exit_code == 0, result.output
+    assert f"Saved the model to {model}" in result.output
+    new = tmp / "new.csv"
+    new.write_text("name,value\n" + "".join(f"r{i},{v!r}\n" for i, v in enumerate(NEW)))
+    return model, new, tmp
+
+
+def test_fit_save_writes_the_map_fit_and_the_draws(saved):
+    model = bm.load(saved[0])
+    assert model.columns == ["value"] and model.meta["fit_method"] == "map+nuts"
+    assert np.shape(model.posterior.params.locs) == (2, 20, 2, 1)
+    assert model.meta["settings"]["n"] == 5 and model.meta["settings"]["draws"] == 20
+    direct = bm.fit_map(bm.SEED_DATA, 2)
+    np.testing.assert_array_equal(model.fit.params.locs, direct.params.locs)
+
+
+@pytest.mark.parametrize(("temperature", "seed"), [("0", "0"), ("1", "0"), ("1", "99")])
+def test_predict_agrees_exactly_with_the_python_api(saved, temperature, seed):
+    model, new, tmp = saved
+    out = tmp / f"out-{temperature}-{seed}.csv"
+    args = ["predict", model, new, "--out", out, "--proba", "--temperature", temperature]
+    result = _run(*args, "--seed", seed)
+    assert result.exit_code == 0, result.output
+    fit = bm.load(model).fit
+    table = _read_csv(out)
+    assert list(table) == ["label", "p0", "p1"]
+    labels = bm.predict(fit, NEW, temperature=int(temperature), seed=int(seed))
+    assert [int(v) for v in table["label"]] == labels.tolist()
+    probs = bm.predict_proba(fit, NEW)
+    for j in range(2):
+        assert [float(v) for v in table[f"p{j}"]] == probs[:, j].tolist()  # exact
+
+
+def test_predict_parquet_in_and_out(saved):
+    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+
+    model, new, tmp = saved
+    pq.write_table(pa.table({"value": np.array(NEW), "other": list("abcdefgh")}), tmp / "n.parquet")
+    out = tmp / "o.parquet"
+    result = _run("predict", model, tmp / "n.parquet", "--out", out, "--proba", "-q")
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(out).to_pydict()
+    fit = bm.load(model).fit
+    assert table["label"] == bm.predict(fit, NEW).tolist()
+    assert table["p1"] == bm.predict_proba(fit, NEW)[:, 1].tolist()
+
+
+def test_predict_to_stdout_and_with_other_column_names(saved):
+    model, new, tmp = saved
+    renamed = tmp / "renamed.csv"
+    renamed.write_text("v\n0.5\n11\n")
+    result = _run("predict", model, renamed, "--columns", "v", "--out", "-")
+    assert result.exit_code == 0, result.output
+    assert result.output == "label\n0\n1\n"
+
+
+@pytest.mark.parametrize(
+    ("content", "extra", "message"),
+    [
+        ("other\n1\n", [], "has no column(s) ['value']; its columns are ['other']"),
+        ("value\n1\nnan\n", [], "non-finite value (nan) in row 2"),
+        ("value\n1\nabc\n", [], "line 3, column 'value': 'abc' is not a number"),
+        ("value\n", [], "is empty"),
+        ("value\n1\n", ["--columns", "a,b"], "--columns names 2 column(s)"),
+        ("value\n1\n", ["--temperature", "0.5"], "'0.5' is not one of '0', '1'"),
+        ("value\n1\n", ["--seed", "-1"], "-1 is not in the range"),
+    ],
+)
+def test_predict_bad_input_exits_cleanly_and_writes_nothing(saved, content, extra, message):
+    model, _, tmp = saved
+    data, out = tmp / "bad.csv", tmp / "bad-out.csv"
+    data.write_text(content)
+    out.unlink(missing_ok=True)
+    result = _run("predict", model, data, "--out", out, *extra)
+    assert result.exit_code in (1, 2) and message in result.output, result.output
+    assert "Traceback" not in result.output and not out.exists()
+
+
+def test_predict_with_a_damaged_model(saved):
+    model, new, tmp = saved
+    damaged = tmp / "damaged.bmx"
+    damaged.write_bytes(model.read_bytes()[:-100])
+    result = _run("predict", damaged, new, "--out", tmp / "x.csv")
+    assert result.exit_code == 1 and "damaged.bmx is truncated or corrupted" in result.output
+
+
+def test_parquet_without_pyarrow_says_how_to_install_it(saved, monkeypatch):
+    model, new, tmp = saved
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if it were not installed
+    result = _run("predict", model, new, "--out", tmp / "x.parquet")
+    assert result.exit_code == 1 and "pip install pyarrow" in result.output
+
+
+def test_fit_save_fails_early_and_writes_nothing(tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_text("x\n0\n1\n10\n11\n12\n")
+    result = _run("fit", data, "--k", "2", "--save", tmp_path / "no" / "m.bmx", "-q")
+    assert (
+        result.exit_code == 1
+        and "the folder" in result.output
+        and "does not exist" in result.output
+    )
+    bad = tmp_path / "bad.csv"
+    bad.write_text("x\n1\nabc\n")
+    model = tmp_path / "m.bmx"
+    model.write_bytes(b"earlier model")
+    result = _run("fit", bad, "--k", "1", "--save", model, "-q")
+    assert result.exit_code == 1 and model.read_bytes() == b"earlier model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv", "d.csv", "m.bmx"]
+
+
+def test_serve_refuses_a_bad_model_file(tmp_path):
+    path = tmp_path / "m.bmx"
+    path.write_text("not a model")
+    result = _run("serve", path)
+    assert result.exit_code == 1 and "is not a bayesmix model file" in result.output
+
+
+def test_new_commands_have_help_with_an_example():
+    for command in ("predict", "serve", "fit"):
+        result = _run(command, "--help")
+        assert result.exit_code == 0 and "Example" in result.output
+
+
+# --- A real server: `bayesmix serve` in a subprocess on loopback ------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(saved):
+    model, _, tmp = saved
+    port = _free_port()
+    log = open(tmp / "serve.log", "w+")  # noqa: SIM115 (closed below)
+    args = ["serve", str(model), "--port", str(port), "--max-rows", "1000", "--max-body-mb", "0.5"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bayesmix.cli", *args], stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120  # imports and the warm-up compilation
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                pytest.fail(f"bayesmix serve did not start:\n{log.read()}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.seek(0)
+        output = log.read()
+        log.close()
+    assert "Traceback" not in output and "ERROR" not in output, output
+
+
+def _post(url: str, body: dict) -> dict:
+    request = urllib.request.Request(
+        f"{url}/predict", json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def test_cli_python_and_service_agree_exactly(saved, server):
+    model, new, tmp = saved
+    fit = bm.load(model).fit
+    for temperature, seed in [(0, 0), (1, 5)]:
+        out = tmp / f"agree-{temperature}.csv"
+        result = _run(
+            "predict",
+            model,
+            new,
+            "--out",
+            out,
+            "--proba",
+            "--temperature",
+            temperature,
+            "--seed",
+            seed,
+        )
+        assert result.exit_code == 0, result.output
+        cli = _read_csv(out)
+        body = {"rows": [[v] for v in NEW], "temperature": temperature, "seed": seed}
+        http = _post(server, body)
+        python = bm.predict(fit, NEW, temperature=temperature, seed=seed).tolist()
+        assert http["labels"] == python == [int(v) for v in cli["label"]]
+        probs = bm.predict_proba(fit, NEW)
+        assert http["probabilities"] == probs.tolist()
+        assert [[float(a), float(b)] for a, b in zip(cli["p0"], cli["p1"], strict=True)] == (
+            probs.tolist()
+        )
+
+
+def _status(url: str, body: bytes) -> tuple[int, dict]:
+    request = urllib.request.Request(f"{url}/predict", body, {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_served_metadata_limits_and_bad_input(server):
+    """Over a real socket: the limits, and bad input answered with 4xx while the service keeps
+    serving (the fixture then checks that the server logged no error)."""
+    with urllib.request.urlopen(f"{server}/model", timeout=10) as r:
+        info = json.loads(r.read())
+    assert (info["k"], info["d"], info["columns"]) == (2, 1, ["value"])
+    assert info["limits"] == {"max_rows": 1000, "max_body_bytes": 2**19}
+    code, answer = _status(server, json.dumps({"rows": [[1.0]] * 1001}).encode())
+    assert code == 422 and answer["detail"].startswith("rows: 1001 rows exceed the limit")
+    code, answer = _status(server, json.dumps({"rows": [[1.0]] * 100_000}).encode())
+    assert code == 413 and "exceeds the limit of 524288 bytes" in answer["detail"]
+    bad = [b'{"rows": [[NaN]]}', b'{"rows": [["a"]]}', b'{"rows": [[1, 2]]}', b"{}", b""]
+    bad += [b'{"rows": []}', b'{"rows": [[1]], "temperature": 2}', b"\xff", b"[" * 10_000]
+    for body in bad:
+        code, answer = _status(server, body)
+        assert code == 422 and answer["detail"], body[:30]
+    code, answer = _status(server, b'{"rows": [[0.5]]}')
+    assert code == 200 and answer == _post(server, {"rows": [[0.5]], "temperature": 0})
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (/usr/bin/chromium)")
+def test_model_page_form_classifies_in_chromium(saved, server, tmp_path, monkeypatch):
+    """The form on / classifies typed values in a real (headless) browser and shows the result,
+    then shows the service's message for a value that is not a number."""
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    assert CHROMEDRIVER.exists(), "install chromium-driver (apt-get install chromium-driver)"
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]:
+        options.add_argument(flag)
+    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager must not download anything
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        driver.set_page_load_timeout(60)
+        driver.get(f"{server}/")
+        assert "Mixture model" in driver.find_element(By.TAG_NAME, "h1").text
+        values = driver.find_element(By.ID, "values")
+        values.clear()
+        values.send_keys("0.5, 11\n5.75")
+        driver.find_element(By.ID, "submit").click()
+        wait = WebDriverWait(driver, 30)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#result tr.result-row"))
+        rows = driver.find_elements(By.CSS_SELECTOR, "#result tr.result-row")
+        cells = [[c.text for c in r.find_elements(By.TAG_NAME, "td")] for r in rows]
+        fit = bm.load(saved[0]).fit
+        x = [0.5, 11.0, 5.75]
+        labels, probs = bm.predict(fit, x), bm.predict_proba(fit, x)
+        assert [c[2] for c in cells] == [str(v) for v in labels]
+        assert [c[3:] for c in cells] == [[f"{p:.4f}" for p in row] for row in probs]
+        assert driver.find_element(By.ID, "status").text == "Classified 3 row(s)."
+
+        Select(driver.find_element(By.ID, "temperature")).select_by_value("1")
+        driver.find_element(By.ID, "seed").send_keys("7")
+        values.clear()
+        values.send_keys(" ".join(["5.75"] * 12))
+        driver.find_element(By.ID, "submit").click()
+        status = driver.find_element(By.ID, "status")
+        wait.until(lambda d: "seed 7" in status.text)
+        rows = driver.find_elements(By.CSS_SELECTOR, "#result tr.result-row")
+        drawn = [r.find_element(By.CLASS_NAME, "label").text for r in rows]
+        expected = bm.predict(fit, [5.75] * 12, temperature=1, seed=7)
+        assert drawn == [str(v) for v in expected] and len(set(drawn)) == 2
+        driver.save_screenshot(str(tmp_path / "form.png"))
+
+        values.clear()
+        values.send_keys("1.5, abc")
+        driver.find_element(By.ID, "submit").click()
+        status = driver.find_element(By.ID, "status")
+        wait.until(lambda d: status.text.startswith("Error"))
+        assert status.text == (
+            "Error 422: rows[1], column 'value': Input should be a valid number, got 'abc'"
+        )
+        assert not driver.find_element(By.ID, "result").is_displayed()
+    finally:
+        driver.quit()

@@ -1,0 +1,101 @@
+"""Fits on Dask collections equal the in-memory fit: Dask's local scheduler, a local
+dask.distributed cluster, arrays and DataFrames; bad partitions are named."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayesmix as bm
+from bayesmix.infer.em import fit_em
+from bayesmix.stream import predict_to_parquet
+
+da = pytest.importorskip("dask.array")
+dd = pytest.importorskip("dask.dataframe")
+distributed = pytest.importorskip("dask.distributed")
+
+KW = dict(n_init=3, max_iter=25, tol=0.0, init_sample=800)
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(1)
+    x = np.concatenate(
+        [
+            rng.normal([0, 0], 1, (1000, 2)),
+            rng.normal([4, 1], 0.5, (800, 2)),
+            rng.normal([-3, 5], 0.7, (700, 2)),
+        ]
+    )
+    return x[rng.permutation(len(x))]
+
+
+@pytest.fixture(scope="module")
+def reference(data):
+    return fit_em(data, 3, covariance="full", priors=bm.Priors.from_data(data), **KW)
+
+
+@pytest.fixture(scope="module")
+def client():
+    # In-process workers (threads): the same code path as a remote cluster (tasks, the
+    # scheduler, the tree reduction) without starting Python processes on a 2-core machine.
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0"
+    )
+    with cluster, distributed.Client(cluster) as c:
+        yield c
+
+
+def _max_diff(a, b):
+    return max(
+        np.abs(np.asarray(u) - np.asarray(v)).max()
+        for u, v in zip(a, b, strict=True)
+        if u is not None
+    )
+
+
+def test_dask_array_on_the_local_scheduler_equals_in_memory(data, reference):
+    x = da.from_array(data, chunks=(700, 2))
+    fit = fit_em(x, 3, covariance="full", priors=bm.Priors.from_data(data), **KW)
+    assert _max_diff(fit.params, reference.params) < 1e-5
+    assert fit.neg_log_joint == pytest.approx(reference.neg_log_joint, rel=1e-10)
+
+
+def test_dask_array_and_dataframe_on_a_local_cluster_equal_in_memory(data, reference, client):
+    kw = dict(covariance="full", priors=bm.Priors.from_data(data), **KW)
+    x = da.from_array(data, chunks=(600, 1)).persist()  # columns are rechunked into one
+    df = dd.from_pandas(
+        pd.DataFrame({"a": data[:, 0], "b": data[:, 1], "tag": "t"}), npartitions=5
+    ).persist()
+    for fit in (fit_em(x, 3, **kw), fit_em(df, 3, columns=["a", "b"], **kw)):
+        assert _max_diff(fit.params, reference.params) < 1e-5
+        assert fit.initial_loss == pytest.approx(reference.initial_loss, rel=1e-10)
+    assert client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.workers)) == 2
+
+
+def test_bad_partitions_and_columns_are_named(data, tmp_path):
+    bad = data.copy()
+    bad[1800, 0] = np.inf
+    with pytest.raises(
+        bm.DataError, match=r"Dask array, partition 3 \(rows 1401-2100\).*row 1801, column 0"
+    ):
+        fit_em(da.from_array(bad, chunks=(700, 2)), 2)
+    frame = pd.DataFrame({"a": bad[:, 0], "b": bad[:, 1], "tag": "t"})
+    df = dd.from_pandas(frame, npartitions=4)
+    with pytest.raises(bm.DataError, match=r"DataFrame, partition 3 .*column 'a'"):
+        fit_em(df, 3, columns=["a", "b"])
+    with pytest.raises(bm.DataError, match=r"no column 'c'"):
+        fit_em(df, 3, columns=["a", "c"])
+    with pytest.raises(bm.DataError, match=r"column 'tag' .* not numbers"):
+        fit_em(df, 2)
+
+
+def test_streamed_prediction_from_a_dask_dataframe(data, reference, tmp_path):
+    import pyarrow.parquet as pq
+
+    df = dd.from_pandas(pd.DataFrame({"a": data[:, 0], "b": data[:, 1]}), npartitions=3)
+    n = predict_to_parquet(reference, df, tmp_path / "m.parquet", dtype="float64")
+    table = pq.read_table(tmp_path / "m.parquet")
+    assert n == len(data)
+    np.testing.assert_array_equal(table["component"].to_numpy(), bm.predict(reference, data))

@@ -1,0 +1,223 @@
+"""MAP-EM against the gradient MAP fitter, the exact log joint, and its own guarantees."""
+
+from __future__ import annotations
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import bayesmix as bm
+from bayesmix.enumerate import log_joint
+from bayesmix.infer.em import FitInterrupted, fit_em, priors_from_moments
+from bayesmix.infer.estep import estep
+from bayesmix.infer.mstep import expected_log_joint, log_prior_alive, update
+from bayesmix.model import Mixture, Params, Priors, log_prior
+
+
+def _blobs(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    covs = [[[1, 0.8], [0.8, 1]], [[0.3, 0], [0, 2]], [[1, -0.5], [-0.5, 0.6]]]
+    means = [[0, 0], [5, 5], [-4, 6]]
+    return np.concatenate(
+        [rng.multivariate_normal(m, c, n) for m, c in zip(means, covs, strict=True)]
+    )
+
+
+def _exact_neg_log_joint(fit, x):
+    params = jax.tree.map(jnp.asarray, fit.params)
+    return -float(log_joint(params, jnp.asarray(x), fit.priors))
+
+
+def _assert_monotone(fit):
+    steps = np.diff(fit.losses)
+    assert np.all(steps <= 1e-9 * np.abs(fit.losses[1:])), steps.max()
+
+
+def test_em_reaches_the_seed_map_of_the_gradient_fitter(seed_fit):
+    fit = fit_em(bm.SEED_DATA, 2, n_init=100, init="seed")
+    assert fit.neg_log_joint == pytest.approx(seed_fit.neg_log_joint, rel=1e-6)
+    assert fit.neg_log_joint == pytest.approx(17.4433, abs=1e-3)
+    # Same start as fit_map (same scheme, restarts and seed), and the closed-form weights.
+    assert fit.initial_loss == pytest.approx(seed_fit.initial_loss, rel=1e-10)
+    np.testing.assert_allclose(np.sort(fit.params.weights), [1.5 / 4, 2.5 / 4], atol=1e-8)
+    np.testing.assert_allclose(
+        np.sort(fit.params.locs[:, 0]), np.sort(seed_fit.params.locs[:, 0]), atol=1e-4
+    )
+    assert fit.converged and fit.final_grad_norm < 1e-5
+    _assert_monotone(fit)
+
+
+@pytest.mark.parametrize(("covariance", "family"), [("diag", "normal"), ("diag", "student-t")])
+def test_em_and_lbfgs_reach_the_same_optimum(covariance, family):
+    x = _blobs(120)
+    priors = Priors.from_data(x)
+    kw = dict(covariance=covariance, family=family, priors=priors, n_init=3, seed=0)
+    em = fit_em(x, 3, tol=1e-10, max_iter=3000, **kw)
+    grad = bm.fit_map(x, 3, init="kmeans++", steps=400, optimizer="lbfgs", **kw)
+    assert em.neg_log_joint == pytest.approx(grad.neg_log_joint, rel=1e-4)
+    assert em.neg_log_joint == pytest.approx(_exact_neg_log_joint(em, x), rel=1e-10)
+    assert em.converged and np.isfinite(em.final_grad_norm)
+    _assert_monotone(em)
+    if family == "student-t":
+        assert float(em.params.df) == pytest.approx(float(grad.params.df), rel=1e-2)
+
+
+def test_em_matches_adam_with_a_decaying_learning_rate():
+    x = _blobs(80, seed=1)
+    kw = dict(covariance="full", priors=Priors.from_data(x), n_init=3)
+    em = fit_em(x, 3, tol=1e-10, max_iter=2000, **kw)
+    adam = bm.fit_map(
+        x, 3, init="kmeans++", steps=3000, learning_rate=0.05, final_learning_rate=1e-4, **kw
+    )
+    assert em.neg_log_joint == pytest.approx(adam.neg_log_joint, rel=1e-4)
+    assert em.neg_log_joint <= adam.neg_log_joint + 1e-6
+    assert em.neg_log_joint == pytest.approx(_exact_neg_log_joint(em, x), rel=1e-10)
+    _assert_monotone(em)
+
+
+def test_lbfgs_option_reaches_the_seed_map(seed_fit):
+    fit = bm.fit_map(bm.SEED_DATA, 2, optimizer="lbfgs", steps=100)
+    assert fit.neg_log_joint == pytest.approx(seed_fit.neg_log_joint, abs=1e-6)
+    assert fit.final_grad_norm < 1e-5
+    with pytest.raises(bm.SpecError, match="unknown optimizer"):
+        bm.fit_map(bm.SEED_DATA, 2, optimizer="sgd")
+
+
+def test_masked_log_prior_is_the_log_prior_when_every_component_is_alive():
+    rng = np.random.default_rng(0)
+    priors = Priors(scale_loc=np.array([0.1, -0.2]), locs_loc=np.array([1.0, 2.0]))
+    for cov in ("shared", "spherical", "diag", "full", "tied"):
+        model = Mixture(3, cov, "student-t")
+        u = jax.tree.map(
+            lambda v: jnp.asarray(rng.normal(size=np.shape(v))),
+            model.to_unconstrained(model.params_from_init(_init(rng))),
+        )
+        p = model.from_unconstrained(u)
+        both = jax.jit(
+            lambda p: (log_prior_alive(p, priors, jnp.ones(3, bool)), log_prior(p, priors))
+        )
+        masked, plain = both(p)
+        assert float(masked) == pytest.approx(float(plain), rel=1e-12)
+
+
+def _init(rng):
+    from bayesmix.model import Init
+
+    return Init(jnp.full(3, 1 / 3), jnp.asarray(rng.normal(size=(3, 2))), jnp.ones(2))
+
+
+@pytest.mark.parametrize(
+    ("covariance", "family"), [("spherical", "student-t"), ("tied", "normal"), ("full", "normal")]
+)
+def test_m_step_increases_the_expected_log_joint_and_q_gradient_is_the_true_gradient(
+    covariance, family
+):
+    x = jnp.asarray(_blobs(40, seed=2))
+    model = Mixture(3, covariance, family)
+    priors = Priors.from_data(np.asarray(x))  # the same pytree as the other tests: no recompiles
+    fit = fit_em(np.asarray(x), 3, covariance=covariance, family=family, priors=priors, max_iter=2)
+    p, priors = jax.tree.map(jnp.asarray, fit.params), fit.priors
+    c = jnp.asarray(np.asarray(p.weights) @ np.asarray(p.locs))
+    moment = {"full": "full", "tied": "tied"}.get(covariance, "diag")
+    st = estep(p, x, x.shape[0], c, moment=moment, block=64, work=1)
+    q = jax.jit(lambda p: expected_log_joint(model, p, st, c, priors))
+    _, new, _ = update(model, p, st, c, priors)  # the program fit_em compiled
+    assert float(q(new)) > float(q(p))
+    # Fisher's identity: grad Q(. | p) at p = grad log joint at p (unconstrained space).
+    u = model.to_unconstrained(p)
+    g_q = jax.jit(jax.grad(lambda v: q(model.from_unconstrained(v))))(u)
+    g_lj = jax.jit(jax.grad(lambda v: log_joint(model.from_unconstrained(v), x, priors)))(u)
+    for a, b in zip(jax.tree.leaves(g_q), jax.tree.leaves(g_lj), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-7)
+
+
+def test_sparse_dirichlet_empties_unneeded_components():
+    # Two clusters, four components: the two started in the far tails get expected counts
+    # below 1 - alpha and are emptied (weight exactly 0) by the Dirichlet MAP step.
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(-5, 1, (300, 1)), rng.normal(5, 1, (300, 1))])
+    start = Params(
+        np.array([0.45, 0.45, 0.05, 0.05]), np.array([[-4.0], [4.0], [-30.0], [30.0]]),
+        np.ones(4),
+    )  # fmt: skip
+    fit = fit_em(x, 4, priors=Priors(weights_concentration=0.5), covariance="spherical",
+                 init_params=start)  # fmt: skip
+    np.testing.assert_array_equal(fit.params.weights[2:], 0.0)
+    np.testing.assert_allclose(fit.params.locs[:2, 0], [-5, 5], atol=0.2)
+    assert np.isfinite(fit.neg_log_joint) and np.isnan(fit.final_grad_norm)
+    # Once emptied, the fit is the two-component model's MAP.
+    two = fit_em(x, 2, covariance="spherical", init_params=Params(
+        np.array([0.5, 0.5]), np.array([[-4.0], [4.0]]), np.ones(2)))  # fmt: skip
+    np.testing.assert_allclose(fit.params.locs[:2], two.params.locs, atol=1e-5)
+    assert fit.neg_log_joint == pytest.approx(two.neg_log_joint, rel=1e-6)
+    assert set(np.unique(bm.predict(fit, x))) == {0, 1}
+
+
+def test_float32_fit_agrees_with_float64():
+    x = _blobs(300, seed=3)
+    priors = Priors.from_data(x)
+    f64 = fit_em(x, 3, covariance="diag", priors=priors, n_init=3, dtype="float64")
+    f32 = fit_em(x, 3, covariance="diag", priors=priors, n_init=3, dtype="float32")
+    assert f32.neg_log_joint == pytest.approx(f64.neg_log_joint, rel=1e-5)
+    order = lambda f: np.argsort(f.params.locs[:, 0])  # noqa: E731
+    np.testing.assert_allclose(
+        f32.params.locs[order(f32)], f64.params.locs[order(f64)], rtol=1e-4, atol=1e-4
+    )
+
+
+def test_auto_priors_use_the_from_data_rule():
+    x = _blobs(50)
+    p = priors_from_moments(x.mean(0), x.std(0))
+    q = Priors.from_data(x)
+    for a, b in zip(p, q, strict=True):
+        np.testing.assert_allclose(a, b)
+
+
+def test_ctrl_c_returns_the_best_parameters_so_far():
+    x = _blobs(100)
+    seen = []
+
+    def stop(iteration, objective, params):
+        seen.append(objective)
+        if iteration == 3:
+            raise KeyboardInterrupt
+
+    with pytest.warns(FitInterrupted, match="after 4 iterations"):
+        fit = fit_em(x, 3, covariance="diag", n_init=2, callback=stop)
+    assert len(fit.losses) == 4 and not fit.converged
+    assert fit.neg_log_joint == pytest.approx(-max(seen))
+    assert all(len(v) == 4 for v in fit.grad_norms.values())
+
+
+def test_start_from_given_parameters():
+    x = _blobs(60)
+    first = fit_em(x, 3, covariance="diag", max_iter=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = fit_em(x, 3, covariance="diag", init_params=first, max_iter=1)
+    assert again.neg_log_joint == pytest.approx(first.neg_log_joint, rel=1e-12)
+    assert again.initial_loss == pytest.approx(first.neg_log_joint, rel=1e-12)
+    bad = Params(first.params.weights, first.params.locs[:2], first.params.scale)
+    with pytest.raises(bm.SpecError, match=r"init_params.weights has shape \(3,\).*needs \(2,\)"):
+        fit_em(x[:, :1], 2, covariance="diag", init_params=bad)
+    with pytest.raises(bm.SpecError, match=r"init_params.corr_chol has shape None; a full"):
+        fit_em(x, 3, covariance="full", init_params=first)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"k": 6}, "K <= 5"),
+        ({"k": 2, "max_iter": 0}, "max_iter"),
+        ({"k": 2, "tol": -1.0}, "tol"),
+        ({"k": 2, "init": "random"}, "unknown init"),
+        ({"k": 2, "dtype": "float16"}, "dtype"),
+        ({"k": 2, "priors": "flat"}, "priors"),
+    ],
+)
+def test_bad_options_are_refused_clearly(kwargs, message):
+    with pytest.raises(bm.SpecError, match=message):
+        fit_em(bm.SEED_DATA, **kwargs)

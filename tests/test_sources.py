@@ -1,0 +1,215 @@
+"""Out-of-core fits: chunked arrays, Parquet and CSV files give the in-memory fit; bad chunks
+are reported by file, chunk and row; a fit over a file larger than its memory budget stays
+within it; streamed prediction equals `predict`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+import pytest
+
+import bayesmix as bm
+from bayesmix.infer.em import fit_em
+from bayesmix.sources import ArraySource, open_source, rows_for_budget
+from bayesmix.stream import predict_to_parquet
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    x = np.concatenate(
+        [
+            rng.normal([0, 0], 1, (1000, 2)),
+            rng.normal([4, 1], 0.5, (800, 2)),
+            rng.normal([-3, 5], 0.7, (700, 2)),
+        ]
+    )
+    return x[rng.permutation(len(x))]
+
+
+@pytest.fixture(scope="module")
+def files(data, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("scale")
+    table = pa.table({"a": data[:, 0], "b": data[:, 1], "label": ["x"] * len(data)})
+    pq.write_table(table.slice(0, 1200), folder / "part-0.parquet", row_group_size=500)
+    pq.write_table(table.slice(1200), folder / "part-1.parquet", row_group_size=500)
+    pcsv.write_csv(table, folder / "data.csv")
+    return folder
+
+
+KW = dict(n_init=3, max_iter=25, tol=0.0, init_sample=800)
+
+
+def _max_diff(a, b):
+    return max(
+        np.abs(np.asarray(u) - np.asarray(v)).max()
+        for u, v in zip(a, b, strict=True)
+        if u is not None
+    )
+
+
+@pytest.fixture(scope="module")
+def reference(data):
+    return {
+        cov: fit_em(data, 3, covariance=cov, priors=bm.Priors.from_data(data), **KW)
+        for cov in ("diag", "full")
+    }
+
+
+@pytest.mark.parametrize("covariance", ["diag", "full"])
+def test_chunked_and_file_fits_equal_the_in_memory_fit(data, files, reference, covariance):
+    ref = reference[covariance]
+    kw = dict(covariance=covariance, priors=bm.Priors.from_data(data), **KW)
+    fits = {
+        "chunked array": fit_em(data, 3, chunk_rows=256, **kw),
+        "parquet folder": fit_em(files, 3, columns=["a", "b"], chunk_rows=256, **kw),
+        "csv": fit_em(files / "data.csv", 3, columns=["a", "b"], chunk_rows=256, **kw),
+    }
+    for name, fit in fits.items():
+        assert _max_diff(fit.params, ref.params) < 1e-5, name
+        assert fit.neg_log_joint == pytest.approx(ref.neg_log_joint, rel=1e-10), name
+        assert fit.initial_loss == pytest.approx(ref.initial_loss, rel=1e-10), name
+
+
+def test_auto_priors_from_streamed_moments(data, files):
+    fit = fit_em(files, 3, columns=["a", "b"], priors="auto", chunk_rows=256, **KW)
+    ref = fit_em(data, 3, priors="auto", **KW)
+    assert _max_diff(fit.params, ref.params) < 1e-5
+    for a, b in zip(fit.priors, bm.Priors.from_data(data), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10)
+
+
+def test_memmap_is_read_in_chunks(data, tmp_path):
+    mm = np.lib.format.open_memmap(
+        tmp_path / "x.npy", mode="w+", dtype=np.float32, shape=data.shape
+    )
+    mm[:] = data
+    mm.flush()
+    x = np.load(tmp_path / "x.npy", mmap_mode="r")
+    fit = fit_em(x, 3, covariance="diag", **KW)
+    ref = fit_em(np.asarray(x), 3, covariance="diag", **KW)
+    assert _max_diff(fit.params, ref.params) < 1e-5
+
+
+def test_nan_in_a_chunk_names_file_chunk_and_row(data, tmp_path):
+    x = data.copy()
+    x[1234, 1] = np.nan
+    pq.write_table(pa.table({"a": x[:, 0], "b": x[:, 1]}), tmp_path / "bad.parquet")
+    with pytest.raises(
+        bm.DataError, match=r"bad\.parquet, chunk 3 \(rows 1025-1536\).*row 1235, column 'b'"
+    ):
+        fit_em(tmp_path / "bad.parquet", 3, chunk_rows=512)
+    with pytest.raises(bm.DataError, match=r"chunk 2 \(rows 1001-2000\).*row 1235, column 1"):
+        fit_em(x, 3, chunk_rows=1000)
+
+
+def test_wrong_or_text_columns_are_named(files, tmp_path):
+    with pytest.raises(
+        bm.DataError, match=r"part-0\.parquet has no column 'c'.*\['a', 'b', 'label'\]"
+    ):
+        fit_em(files, 3, columns=["a", "c"])
+    with pytest.raises(bm.DataError, match=r"column 'label' holds string, not numbers"):
+        fit_em(files, 2)
+    csv = tmp_path / "text.csv"
+    csv.write_text("a,b\n1,2\n3,4\n5,oops\n7,8\n")
+    with pytest.raises(
+        bm.DataError, match=r"text\.csv, line 4 \(row 3\), column 'b': 'oops' is not"
+    ):
+        fit_em(csv, 2)
+    pq.write_table(pa.table({"a": [1.0, 2.0], "b": [1.0, 2.0]}), tmp_path / "ab.parquet")
+    pq.write_table(pa.table({"a": [1.0, 2.0], "z": [1.0, 2.0]}), tmp_path / "az.parquet")
+    with pytest.raises(bm.DataError, match=r"az\.parquet has columns \['a', 'z'\]; the first"):
+        open_source([tmp_path / "ab.parquet", tmp_path / "az.parquet"])
+
+
+def test_truncated_parquet_is_refused_and_nothing_is_written(files, tmp_path):
+    good = (files / "part-0.parquet").read_bytes()
+    bad = tmp_path / "cut.parquet"
+    bad.write_bytes(good[: len(good) // 2])
+    with pytest.raises(bm.DataError, match=r"cut\.parquet is not a readable Parquet file"):
+        fit_em(bad, 2)
+    fit = fit_em(files, 3, columns=["a", "b"], max_iter=3)
+    out = tmp_path / "membership.parquet"
+    with pytest.raises(bm.DataError, match="not a readable Parquet file"):
+        predict_to_parquet(fit, bad, out)
+    assert not out.exists() and list(tmp_path.iterdir()) == [bad]
+
+
+def test_streamed_prediction_equals_predict(data, files, tmp_path):
+    fit = fit_em(data, 3, covariance="full", priors=bm.Priors.from_data(data), max_iter=10)
+    out = tmp_path / "m.parquet"
+    n = predict_to_parquet(fit, files, out, columns=["a", "b"], chunk_rows=300,
+                           log_density=True, dtype="float64")  # fmt: skip
+    table = pq.read_table(out)
+    assert n == len(data) == table.num_rows
+    np.testing.assert_array_equal(table["component"].to_numpy(), bm.predict(fit, data))
+    probs = np.column_stack([table[f"prob_{j}"].to_numpy() for j in range(3)])
+    np.testing.assert_allclose(probs, bm.predict_proba(fit, data), atol=1e-12)
+    np.testing.assert_allclose(table["log_density"].to_numpy(), bm.log_density(fit, data))
+
+
+def test_row_groups_larger_than_the_budget_are_refused(tmp_path):
+    path = tmp_path / "big-groups.parquet"
+    pq.write_table(pa.table({"a": np.arange(1e6)}), path, row_group_size=1_000_000)
+    with pytest.raises(bm.DataError, match="row group 1 holds .* smaller row groups"):
+        open_source(path, memory_budget=20 << 20)
+    with pytest.raises(bm.SpecError, match="too small"):
+        rows_for_budget(1 << 20, 10)
+    assert ArraySource(np.zeros((10, 1)), memory_budget=20 << 20).chunk_rows >= 1024
+
+
+_BUDGET_SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    import numpy as np, pyarrow as pa, pyarrow.parquet as pq
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    from bayesmix.infer.em import fit_em
+
+    folder, budget = sys.argv[1], int(sys.argv[2])
+    rng = np.random.default_rng(0)
+    big = os.path.join(folder, "big.parquet")
+    with pq.ParquetWriter(big, pa.schema([("x", pa.float64())])) as w:
+        for i in range(24):  # 24 row groups of 2**18 rows: 6.3e6 rows, 50 MB of float64
+            n = 1 << 18
+            z = rng.integers(0, 2, n)
+            w.write_table(pa.table({"x": rng.normal(0, 1, n) + 6 * z}))
+    small = os.path.join(folder, "small.parquet")
+    pq.write_table(pq.read_table(big).slice(0, 300_000), small, row_group_size=1 << 18)
+    kw = dict(memory_budget=budget, max_iter=4, tol=0.0, n_init=2, init_sample=20_000,
+              dtype="float64")
+    fit_em(small, 2, **kw)  # compile every program first
+
+    def rss(field):
+        for line in open("/proc/self/status"):
+            if line.startswith(field):
+                return int(line.split()[1]) * 1024
+
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")  # reset the peak resident set size
+    base = rss("VmRSS:")
+    fit = fit_em(big, 2, **kw)
+    print(os.path.getsize(big), base, rss("VmHWM:") - base, fit.neg_log_joint)
+    """
+)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc")
+def test_fit_over_a_file_larger_than_the_memory_budget_stays_within_it(tmp_path):
+    budget = 32 << 20
+    out = subprocess.run(
+        [sys.executable, "-c", _BUDGET_SCRIPT, str(tmp_path), str(budget)],
+        capture_output=True, text=True, timeout=600, check=True,
+    ).stdout.split()  # fmt: skip
+    size, _, peak, loss = int(out[0]), int(out[1]), int(out[2]), float(out[3])
+    values = 24 * (1 << 18) * 8
+    assert values > budget and size > budget  # the data do not fit in the budget
+    assert np.isfinite(loss)
+    assert peak < budget, f"peak memory grew by {peak / 2**20:.1f} MiB"
