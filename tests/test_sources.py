@@ -213,3 +213,13 @@ def test_fit_over_a_file_larger_than_the_memory_budget_stays_within_it(tmp_path)
     assert values > budget and size > budget  # the data do not fit in the budget
     assert np.isfinite(loss)
     assert peak < budget, f"peak memory grew by {peak / 2**20:.1f} MiB"
+
+
+def test_read_parquet_reads_a_file_or_folder_into_memory(data, files):
+    from bayesmix.data import read_parquet
+
+    x, names = read_parquet(files / "part-0.parquet", column="b")
+    assert names == ["b"] and x.shape == (1200, 1)
+    np.testing.assert_array_equal(x[:, 0], data[:1200, 1])
+    with pytest.raises(bm.DataError, match="holds string, not numbers"):
+        read_parquet(files)

@@ -10,6 +10,7 @@
 from ._jit import enable_compilation_cache as _enable_compilation_cache
 from .data import SEED_DATA, as_data, read_csv
 from .errors import BayesmixError, DataError, FitError, SpecError
+from .infer.em import FitInterrupted, fit_em
 from .infer.map import fit_map
 from .infer.nuts import sample_nuts
 from .infer.vi import fit_local
@@ -26,6 +27,7 @@ __all__ = [
     "BayesmixError",
     "DataError",
     "FitError",
+    "FitInterrupted",
     "LocalPosterior",
     "MAPResult",
     "Mixture",
@@ -35,6 +37,7 @@ __all__ = [
     "SpecError",
     "as_data",
     "criteria",
+    "fit_em",
     "fit_local",
     "fit_map",
     "load",

@@ -98,46 +98,49 @@ class sized_jit:  # noqa: N801 (used like jax.jit)
         self._small_work = small_work
         self._small = jax.jit(fun, static_argnames=static_argnames, compiler_options=_FAST_COMPILE)
         self._large = jax.jit(fun, static_argnames=static_argnames)
-        self._loaded: dict[str, Callable] = {}
+        # (small, static, input structure) -> the exported program, or None where exporting
+        # failed (then the plain jit path is used, without retrying the export every call).
+        self._loaded: dict[tuple, Callable | None] = {}
 
     def __call__(self, *args, work: int, **static):
         small = work < self._small_work
-        if _EXPORT_DIR is not None:
-            try:
-                return self._exported(args, static, small)
-            except Exception:  # noqa: BLE001 - the cache must never break a computation
-                pass
-        return (self._small if small else self._large)(*args, **static)
-
-    def _exported(self, args: tuple, static: dict, small: bool):
+        plain = self._small if small else self._large
+        if _EXPORT_DIR is None:
+            return plain(*args, **static)
         leaves, tree = jax.tree.flatten(args)
         keys = [_is_key(leaf) for leaf in leaves]
         flat = [
             jax.random.key_data(v) if k else jnp.asarray(v)
             for v, k in zip(leaves, keys, strict=True)
         ]
+        signature = (
+            small,
+            tuple(sorted(static.items())),
+            tree,
+            tuple((v.shape, v.dtype, k) for v, k in zip(flat, keys, strict=True)),
+        )
+        if signature not in self._loaded:
+            try:
+                self._loaded[signature] = self._load_or_export(signature, keys, flat, static)
+            except Exception:  # noqa: BLE001 - the cache must never break a computation
+                self._loaded[signature] = None
+        call = self._loaded[signature]
+        return plain(*args, **static) if call is None else call(*flat)
+
+    def _load_or_export(self, signature: tuple, keys: list, flat: list, static: dict) -> Callable:
+        from .io import atomic_write
+
+        small, _, tree, _ = signature
         spec = repr(
             (
                 self._fun.__module__,
                 self._fun.__qualname__,
                 _source_hash(),
                 jax.config.jax_enable_x64,
-                small,
-                sorted(static.items()),
-                str(tree),
-                [(v.shape, str(v.dtype), k) for v, k in zip(flat, keys, strict=True)],
+                signature,
             )
         )
         name = f"{self._fun.__name__}-{hashlib.sha256(spec.encode()).hexdigest()[:32]}"
-        call = self._loaded.get(name)
-        if call is None:
-            call = self._load_or_export(name, tree, keys, flat, static, small)
-            self._loaded[name] = call
-        return call(*flat)
-
-    def _load_or_export(self, name, tree, keys, flat, static, small) -> Callable:
-        from .io import atomic_write
-
         path = _EXPORT_DIR / name
         if path.exists():
             exported = jax.export.deserialize(bytearray(path.read_bytes()))

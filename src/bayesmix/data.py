@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import DataError
 
-__all__ = ["SEED_DATA", "as_data", "read_csv"]
+__all__ = ["SEED_DATA", "as_data", "read_csv", "read_parquet"]
 
 #: The five points of Pyro's Gaussian-mixture tutorial.
 SEED_DATA = np.array([[0.0], [1.0], [10.0], [11.0], [12.0]])
@@ -135,6 +135,24 @@ def read_csv(
                     + ("" if column else "; choose a numeric column with --column")
                 ) from None
     return as_data(values, [f"column {n!r}" for n in names], path, for_fit=for_fit), names
+
+
+def read_parquet(
+    path: str | os.PathLike[str], column: str | None = None, *, for_fit: bool = True
+) -> tuple[np.ndarray, list[str]]:
+    """Read a Parquet file (or a folder of them) into memory; return (data (N, D), column
+    names), as `read_csv` does. With `column`, only that column; otherwise every column, all of
+    which must be numeric. Needs pyarrow; for files larger than memory, fit them in chunks
+    (`bayesmix.sources`)."""
+    from .sources import open_source
+
+    source = open_source(path, columns=None if column is None else [column])
+    chunks = [chunk.values for chunk in source.chunks()]
+    if not chunks:
+        raise DataError(f"{source.name} holds no rows; give at least two rows of numbers")
+    names = list(source.columns)
+    values = np.concatenate(chunks)
+    return as_data(values, [f"column {n!r}" for n in names], source.name, for_fit=for_fit), names
 
 
 def _all_numbers(cells: Sequence[str]) -> bool:

@@ -326,7 +326,8 @@ def fit_em(
     params, init_losses, best_init = _initial_params(
         model, sample, priors, init_params=init_params, n_init=n_init, init=init, seed=seed
     )
-    moment, block = moment_kind(covariance), block_rows(model.k)
+    moment = moment_kind(covariance)
+    block = block_rows(model.k, d, moment)
 
     if source is None:
         xd = jnp.asarray(x, dt)

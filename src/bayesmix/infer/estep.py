@@ -72,10 +72,12 @@ def accumulator_dtype() -> jnp.dtype:
     return jax.dtypes.canonicalize_dtype(jnp.float64)
 
 
-def block_rows(k: int) -> int:
-    """Rows per block for K components: about BLOCK_ELEMENTS (rows x K) elements, a power of
-    two between 256 and 65536."""
-    return int(min(1 << 16, max(256, 1 << int(math.log2(max(1, BLOCK_ELEMENTS // k))))))
+def block_rows(k: int, d: int = 1, moment: str = "diag") -> int:
+    """Rows per block: about BLOCK_ELEMENTS elements in the block's largest intermediate,
+    (rows, K) for diagonal covariances and (rows, K, D) for full / tied ones; a power of two
+    between 256 and 65536."""
+    per_row = k if moment == "diag" else k * d
+    return int(min(1 << 16, max(256, 1 << int(math.log2(max(1, BLOCK_ELEMENTS // per_row))))))
 
 
 def _distances(params: Params, xc: jnp.ndarray, c: jnp.ndarray, feats: jnp.ndarray | None):
