@@ -258,7 +258,7 @@ def report(w: Workflow) -> str:
         "Local variational probabilities q(z_n = k):",
         *(f"  {row}" for row in _fmt(w.local.probs).splitlines()),
         f"Posterior (collapsed NUTS, {post.num_chains} chains x {post.num_draws} draws; "
-        "components ordered by loc):",
+        "components relabeled by Stephens' algorithm):",
         f"  {'quantity':<12} {'mean':>9} {'sd':>9} {'5%':>9} {'95%':>9} {'ESS':>7} {'R-hat':>6}",
     ]
     for name, row in post.diagnostics["summary"].items():

@@ -168,7 +168,7 @@ def sample_nuts(
         priors,
         jax.random.key(seed),
         u_init,
-        work=x.size * model.k * chains,
+        work=x.size * model.k * chains * (warmup + draws) // 1000,  # long runs: optimized build
         model=model,
         chains=int(chains),
         warmup=int(warmup),
