@@ -244,6 +244,12 @@ def main() -> None:
         child(args)
         return
     rows = []
+    meta = {
+        "python": platform.python_version(),
+        "machine": platform.processor(),
+        "nproc": os.cpu_count(),
+        "time": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
     for problem in args.problems.split(","):
         for sampler in args.samplers.split(","):
             if sampler == "pyro" and not Path(args.pyro_python).exists():
@@ -265,6 +271,9 @@ def main() -> None:
                 f"load {row['load_before']:.1f}",
                 flush=True,
             )
+            if args.out:  # after every row: a run stopped later keeps what it measured
+                Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+                Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     for problem in args.problems.split(","):
         by = {r["sampler"]: r for r in rows if r["problem"] == problem}
         if "bayesmix" not in by:
@@ -277,15 +286,6 @@ def main() -> None:
                     f"{a['ess_per_s'] / b['ess_per_s']:.1f}x (with compile "
                     f"{a['ess_per_s_with_compile'] / b['ess_per_s_with_compile']:.1f}x)"
                 )
-    if args.out:
-        meta = {
-            "python": platform.python_version(),
-            "machine": platform.processor(),
-            "nproc": os.cpu_count(),
-            "time": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        }
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

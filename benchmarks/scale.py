@@ -111,6 +111,9 @@ def child_bayesmix(n: int, d: int, k: int, cov: str) -> dict:
         "exp_floor_s": floor,
         "loglik_per_row": fit.log_likelihood / n,
         "backend": jax.default_backend(),
+        "device": str(jax.devices()[0].device_kind),
+        # On an accelerator: the peak of its own memory over both fits (data included).
+        "device_peak_bytes": (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use"),
     }
 
 
@@ -200,7 +203,8 @@ def measure(lib: str, n: int, d: int, k: int, cov: str, timeout: float) -> dict:
     try:
         out = subprocess.run(
             [python, __file__, "--child", spec], capture_output=True, text=True,
-            timeout=timeout, check=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+            timeout=timeout, check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                [str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])},
         )  # fmt: skip
         result = json.loads(out.stdout.strip().splitlines()[-1])
     except subprocess.TimeoutExpired as exc:

@@ -103,7 +103,8 @@ class sized_jit:  # noqa: N801 (used like jax.jit)
         self._loaded: dict[tuple, Callable | None] = {}
 
     def __call__(self, *args, work: int, **static):
-        small = work < self._small_work
+        # The cheap build is a CPU measurement: elsewhere compile time is not the bottleneck.
+        small = work < self._small_work and jax.default_backend() == "cpu"
         plain = self._small if small else self._large
         if _EXPORT_DIR is None:
             return plain(*args, **static)
@@ -137,6 +138,7 @@ class sized_jit:  # noqa: N801 (used like jax.jit)
                 self._fun.__qualname__,
                 _source_hash(),
                 jax.config.jax_enable_x64,
+                jax.default_backend(),
                 signature,
             )
         )

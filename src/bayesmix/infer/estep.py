@@ -40,6 +40,8 @@ MOMENTS = {"shared": "diag", "spherical": "diag", "diag": "diag", "full": "full"
 RUNS = 50
 #: Elements (rows x components) of one block's (rows, K) intermediates.
 BLOCK_ELEMENTS = 1 << 17
+#: On an accelerator blocks are this many times larger (it needs far more work per launch).
+GPU_SCALE = 64
 
 
 @serializable
@@ -77,7 +79,10 @@ def block_rows(k: int, d: int = 1, moment: str = "diag") -> int:
     (rows, K) for diagonal covariances and (rows, K, D) for full / tied ones; a power of two
     between 256 and 65536."""
     per_row = k if moment == "diag" else k * d
-    return int(min(1 << 16, max(256, 1 << int(math.log2(max(1, BLOCK_ELEMENTS // per_row))))))
+    # An accelerator wants far larger blocks than a CPU's cache does (GPU_SCALE more elements).
+    scale = 1 if jax.default_backend() == "cpu" else GPU_SCALE
+    target = BLOCK_ELEMENTS * scale // per_row
+    return int(min((1 << 16) * scale, max(256, 1 << int(math.log2(max(1, target))))))
 
 
 def _distances(params: Params, xc: jnp.ndarray, c: jnp.ndarray, feats: jnp.ndarray | None):
