@@ -9,7 +9,7 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.mixture import GaussianMixture
 from sklearn.utils.estimator_checks import check_estimator
 
-from bayesmix import Priors, fit_map
+from bayesmix import Priors, SpecError, fit_map
 from bayesmix.estimator import BayesianMixture
 from bayesmix.select import criteria
 
@@ -40,6 +40,20 @@ def test_map_with_weak_priors_matches_sklearn_mle(covariance):
     ref = GaussianMixture(3, covariance_type=covariance, n_init=3, tol=1e-10, max_iter=2000)
     ref.fit(x)
     assert ours.score(x) == pytest.approx(ref.score(x), abs=1e-3)
+
+
+def test_large_data_is_fitted_by_em_by_default(monkeypatch):
+    from bayesmix.infer import method
+
+    monkeypatch.setattr(method, "EM_MIN_ROWS", 1000)  # _blobs() has 1500 rows
+    x = _blobs()
+    ours = BayesianMixture(3, covariance_type="full", random_state=0).fit(x)
+    assert ours.n_iter_ < 100  # EM iterations (Adam would run all 500 steps)
+    ref = GaussianMixture(3, covariance_type="full", n_init=3, tol=1e-10, max_iter=2000).fit(x)
+    assert ours.score(x) == pytest.approx(ref.score(x), abs=1e-3)
+    assert method.resolve_method("auto", 999) == "adam"
+    with pytest.raises(SpecError, match="method must be one of auto, em, adam, lbfgs"):
+        BayesianMixture(3, method="newton").fit(x)
 
 
 def test_fit_predict_equals_fit_then_predict():

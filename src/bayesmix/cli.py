@@ -57,7 +57,13 @@ def _workflow_options(fn: Callable) -> Callable:
             show_default=True,
             help="Initialization scheme.",
         ),
-        click.option("--steps", default=200, show_default=True, help="Adam steps of the MAP fit."),
+        _METHOD_OPTION,
+        click.option(
+            "--steps",
+            default=200,
+            show_default=True,
+            help="Steps of the MAP fit (Adam steps, or EM iterations at most).",
+        ),
         click.option("--chains", default=4, show_default=True, help="NUTS chains."),
         click.option(
             "--warmup", default=1000, show_default=True, help="NUTS warm-up steps per chain."
@@ -68,6 +74,14 @@ def _workflow_options(fn: Callable) -> Callable:
     ]
     return _options(*options)(fn)
 
+
+_METHOD_OPTION = click.option(
+    "--method",
+    type=click.Choice(["auto", "em", "adam", "lbfgs"]),
+    default="auto",
+    show_default=True,
+    help="MAP fitter; auto: EM from 10,000 rows on, else Adam (the tutorial's).",
+)
 
 # --covariance, --family, --df, --priors: the model, for every command that fits one.
 _MODEL_OPTIONS = (
@@ -188,6 +202,7 @@ def _run(
     priors,
     n_init,
     init,
+    method,
     steps,
     chains,
     warmup,
@@ -211,6 +226,7 @@ def _run(
         priors=Priors() if priors == "seed" else None,
         n_init=n_init,
         init=init,
+        method=method,
         map_steps=steps,
         chains=chains,
         warmup=warmup,
@@ -295,7 +311,10 @@ def _parse_ks(text: str) -> list[int]:
 @click.option(
     "--init", type=click.Choice(["seed", "kmeans++"]), default="kmeans++", show_default=True
 )
-@click.option("--steps", default=500, show_default=True, help="Adam steps per fit.")
+@_METHOD_OPTION
+@click.option(
+    "--steps", default=500, show_default=True, help="Adam steps, or EM iterations at most, per fit."
+)
 @click.option("--seed", default=0, show_default=True, help="Random seed.")
 @click.option(
     "--out",
@@ -313,6 +332,7 @@ def select_command(
     criterion,
     n_init,
     init,
+    method,
     steps,
     seed,
     out,
@@ -333,7 +353,7 @@ def select_command(
     import json
     import time
 
-    from .infer.map import fit_map
+    from .infer.method import fit_by_method
     from .model import Priors
     from .select import select_k
 
@@ -346,17 +366,18 @@ def select_command(
     def fit(x, k):
         if not quiet:
             click.echo(f"Fitting K = {k} ...", err=True)
-        return fit_map(
+        return fit_by_method(
             x,
             k,
+            method=method,
+            steps=steps,
+            gradient_options={"final_learning_rate": 1e-3},
             covariance=covariance,
             family=family,
             df=df,
             priors=prior,
             n_init=n_init,
             init=init,
-            steps=steps,
-            final_learning_rate=1e-3,
             seed=seed,
         )
 

@@ -3,8 +3,8 @@
 `BayesianMixture` fits the MAP of a mixture (any covariance structure, Gaussian or Student-t
 components) and exposes scikit-learn's mixture contract: fit / predict / predict_proba /
 score_samples / score / sample / fit_predict / bic / aic, get_params / set_params, fitted
-attributes ending in `_`. Numbers come from bayesmix.fit_map and bayesmix.predict*; this module
-only adapts arguments.
+attributes ending in `_`. Numbers come from bayesmix.fit_em / fit_map and bayesmix.predict*;
+this module only adapts arguments.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .infer.map import fit_map
+from .infer.method import fit_by_method
 from .model import Priors, covariance_cholesky
 from .predict import log_density, predict, predict_proba
 from .select import criteria
@@ -36,7 +36,8 @@ class BayesianMixture(DensityMixin, BaseEstimator):
         `bayesmix.Priors`
     n_init : initializations scored; the best is optimized
     init : "kmeans++" or "seed"
-    max_iter : optimizer steps
+    method : "auto" (EM from 10,000 rows on, else Adam), "em", "adam" or "lbfgs"
+    max_iter : EM iterations at most, or optimizer steps
     learning_rate : initial Adam learning rate, decayed to learning_rate / 100
     random_state : int, RandomState or None
 
@@ -58,6 +59,7 @@ class BayesianMixture(DensityMixin, BaseEstimator):
         priors: str | Priors = "auto",
         n_init: int = 10,
         init: str = "kmeans++",
+        method: str = "auto",
         max_iter: int = 500,
         learning_rate: float = 0.05,
         random_state=None,
@@ -69,6 +71,7 @@ class BayesianMixture(DensityMixin, BaseEstimator):
         self.priors = priors
         self.n_init = n_init
         self.init = init
+        self.method = method
         self.max_iter = max_iter
         self.learning_rate = learning_rate
         self.random_state = random_state
@@ -82,18 +85,21 @@ class BayesianMixture(DensityMixin, BaseEstimator):
             else self.priors
         )
         seed = int(check_random_state(self.random_state).randint(2**31 - 1))
-        self.result_ = fit_map(
+        self.result_ = fit_by_method(
             X,
             self.n_components,
+            method=self.method,
+            steps=self.max_iter,
+            gradient_options={
+                "learning_rate": self.learning_rate,
+                "final_learning_rate": self.learning_rate / 100,
+            },
             covariance=self.covariance_type,
             family=self.family,
             df=self.df,
             priors=priors,
             n_init=self.n_init,
             init=self.init,
-            steps=self.max_iter,
-            learning_rate=self.learning_rate,
-            final_learning_rate=self.learning_rate / 100,
             seed=seed,
         )
         p = self.result_.params
@@ -103,7 +109,7 @@ class BayesianMixture(DensityMixin, BaseEstimator):
         self.covariances_ = chol @ np.swapaxes(chol, -1, -2)
         self.df_ = None if p.df is None else float(p.df)
         self.converged_ = self.result_.converged
-        self.n_iter_ = self.max_iter
+        self.n_iter_ = len(self.result_.losses)
         self.lower_bound_ = -self.result_.neg_log_joint / X.shape[0]
         self.labels_ = predict(self.result_, X)
         return self

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .infer.map import fit_map
+from .infer.method import fit_by_method, resolve_method
 from .infer.nuts import sample_nuts
 from .infer.vi import fit_local
 from .io import atomic_write
@@ -37,6 +37,7 @@ class Settings:
     priors: Priors | None = Priors()  # None: Priors.from_data(x)
     n_init: int = 100
     init: str = "seed"
+    method: str = "auto"  # see bayesmix.infer.method: EM from 10,000 rows on, else Adam
     map_steps: int = 200
     local_steps: int = 200
     chains: int = 4
@@ -111,17 +112,24 @@ def run_workflow(
         progress(f"    done in {timings[name]:.2f} s")
         return value
 
+    method = resolve_method(s.method, x.shape[0])
+    steps = {
+        "em": f"EM (at most {s.map_steps} iterations)",
+        "adam": f"{s.map_steps} Adam steps",
+        "lbfgs": f"{s.map_steps} L-BFGS steps",
+    }[method]
     fit = stage(
         "map",
-        f"MAP fit: best of {s.n_init} initializations, {s.map_steps} Adam steps",
-        lambda: fit_map(
+        f"MAP fit: best of {s.n_init} initializations, {steps}",
+        lambda: fit_by_method(
             x,
             s.k,
+            method=method,
+            steps=s.map_steps,
             **model,
             priors=priors,
             n_init=s.n_init,
             init=s.init,
-            steps=s.map_steps,
             seed=s.seed,
         ),
     )
