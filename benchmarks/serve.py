@@ -178,7 +178,7 @@ def main() -> None:
     for n, (batch, _) in bodies.items():
         classify(fit, batch)
         t = time.perf_counter()
-        reps = max(3, 2000 // n)
+        reps = max(20, 2000 // n)
         for _ in range(reps):
             classify(fit, batch)
         core[n] = (time.perf_counter() - t) / reps * 1e3

@@ -15,7 +15,7 @@ from jax.scipy.special import logsumexp
 
 from ._jit import sized_jit
 from .data import as_data
-from .enumerate import assign, log_weighted
+from .enumerate import assign_from_logits, log_weighted
 from .errors import SpecError
 from .result import MAPResult
 
@@ -28,8 +28,8 @@ __all__ = ["log_density", "predict", "predict_proba"]
 def _classify(params, x, key, temperature):
     lw = log_weighted(params, x)
     log_density = logsumexp(lw, axis=-1)
-    probs = jnp.exp(lw - log_density[:, None])
-    return assign(key, params, x, temperature), probs, log_density
+    logits = lw - log_density[:, None]
+    return assign_from_logits(key, logits, temperature), jnp.exp(logits), log_density
 
 
 def _run(fit: MAPResult, data: object, temperature: float, seed: int):
