@@ -9,13 +9,13 @@ from __future__ import annotations
 import csv
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from .errors import DataError
 
-__all__ = ["SEED_DATA", "as_data", "read_csv", "read_parquet"]
+__all__ = ["SEED_DATA", "as_data", "csv_columns", "read_csv", "read_parquet"]
 
 #: The five points of Pyro's Gaussian-mixture tutorial.
 SEED_DATA = np.array([[0.0], [1.0], [10.0], [11.0], [12.0]])
@@ -96,44 +96,11 @@ def read_csv(
         raise DataError(f"file not found: {path}; check the path")
     if os.path.isdir(path):
         raise DataError(f"{path} is a folder, not a CSV file")
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = [r for r in csv.reader(fh) if any(cell.strip() for cell in r)]
-    except UnicodeDecodeError:
-        raise DataError(f"{path} is not a text CSV file (it is not valid UTF-8)") from None
-    except csv.Error as exc:
-        raise DataError(f"{path} is not a valid CSV file: {exc}") from None
-    if not rows:
-        raise DataError(f"{path} is empty; it needs a header row and at least two rows of numbers")
-    header = [h.strip() for h in rows[0]]
-    if _all_numbers(header):
-        raise DataError(
-            f"{path} has no header row (its first row is all numbers); "
-            "add a first line naming the columns, e.g. 'x'"
-        )
-    body = rows[1:]
-    for i, row in enumerate(body):
-        if len(row) != len(header):
-            raise DataError(
-                f"{path}, line {i + 2}: {len(row)} fields where the header has {len(header)}"
-            )
-    if column is not None:
-        if column not in header:
-            raise DataError(f"{path} has no column {column!r}; its columns are {header}")
-        keep = [header.index(column)]
-    else:
-        keep = list(range(len(header)))
-    names = [header[j] for j in keep]
-    values = np.empty((len(body), len(keep)))
-    for i, row in enumerate(body):
-        for c, j in enumerate(keep):
-            try:
-                values[i, c] = float(row[j])
-            except ValueError:
-                raise DataError(
-                    f"{path}, line {i + 2}, column {header[j]!r}: {row[j]!r} is not a number"
-                    + ("" if column else "; choose a numeric column with --column")
-                ) from None
+    header, read = csv_columns(path, "" if column else "; choose a numeric column with --column")
+    if column is not None and column not in header:
+        raise DataError(f"{path} has no column {column!r}; its columns are {header}")
+    names = header if column is None else [column]
+    values = np.column_stack([read(header.index(c)) for c in names])
     return as_data(values, [f"column {n!r}" for n in names], path, for_fit=for_fit), names
 
 
@@ -153,6 +120,47 @@ def read_parquet(
     names = list(source.columns)
     values = np.concatenate(chunks)
     return as_data(values, [f"column {n!r}" for n in names], source.name, for_fit=for_fit), names
+
+
+def csv_columns(
+    path: str | os.PathLike[str], hint: str = ""
+) -> tuple[list[str], Callable[[int], np.ndarray]]:
+    """(header, read) of a CSV file with a header row: read(j) is column j as float64 (N,),
+    raising a DataError that names the line and column (plus `hint`) of a non-number."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = [r for r in csv.reader(fh) if any(cell.strip() for cell in r)]
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not a text CSV file (it is not valid UTF-8)") from None
+    except csv.Error as exc:
+        raise DataError(f"{path} is not a valid CSV file: {exc}") from None
+    if not rows:
+        raise DataError(f"{path} is empty; it needs a header row and rows of numbers")
+    header = [h.strip() for h in rows[0]]
+    if _all_numbers(header):
+        raise DataError(
+            f"{path} has no header row (its first row is all numbers); "
+            "add a first line naming the columns, e.g. 'x'"
+        )
+    body = rows[1:]
+    for i, row in enumerate(body):
+        if len(row) != len(header):
+            raise DataError(
+                f"{path}, line {i + 2}: {len(row)} fields where the header has {len(header)}"
+            )
+
+    def read(j: int) -> np.ndarray:
+        out = np.empty(len(body))
+        for i, row in enumerate(body):
+            try:
+                out[i] = float(row[j])
+            except ValueError:
+                raise DataError(
+                    f"{path}, line {i + 2}, column {header[j]!r}: {row[j]!r} is not a number" + hint
+                ) from None
+        return out
+
+    return header, read
 
 
 def _all_numbers(cells: Sequence[str]) -> bool:

@@ -15,7 +15,14 @@ from jax.scipy.special import logsumexp
 
 from .model import Params, Priors, component_log_prob, log_prior
 
-__all__ = ["assign", "assign_from_logits", "log_joint", "log_likelihood", "log_responsibilities", "log_weighted"]
+__all__ = [
+    "assign",
+    "assign_from_logits",
+    "log_joint",
+    "log_likelihood",
+    "log_responsibilities",
+    "log_weighted",
+]
 
 
 def log_weighted(params: Params, x: jnp.ndarray) -> jnp.ndarray:

@@ -7,7 +7,6 @@ atomic, and floats are written in full precision (they read back to the same flo
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 from collections.abc import Mapping, Sequence
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import as_data
+from ..data import as_data, csv_columns
 from ..errors import DataError
 from ..io import atomic_write
 
@@ -45,7 +44,7 @@ def read_table(
         raise DataError(f"file not found: {path}; check the path")
     if path.is_dir():
         raise DataError(f"{path} is a folder, not a data file")
-    header, read = _parquet(path) if is_parquet(path) else _csv(path)
+    header, read = _parquet(path) if is_parquet(path) else csv_columns(path)
     if len(set(header)) != len(header):
         twice = sorted({h for h in header if header.count(h) > 1})
         raise DataError(f"{path} has duplicate column names {twice}; rename them")
@@ -59,51 +58,6 @@ def read_table(
     values = np.column_stack([read(header.index(c)) for c in names]) if names else np.empty((0, 0))
     labels = [f"column {c!r}" for c in names]
     return as_data(values, labels, str(path), for_fit=for_fit, dim=dim), names
-
-
-def _csv(path: Path):
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = [r for r in csv.reader(fh) if any(cell.strip() for cell in r)]
-    except UnicodeDecodeError:
-        raise DataError(f"{path} is not a text CSV file (it is not valid UTF-8)") from None
-    except csv.Error as exc:
-        raise DataError(f"{path} is not a valid CSV file: {exc}") from None
-    if not rows:
-        raise DataError(f"{path} is empty; it needs a header row and rows of numbers")
-    header = [h.strip() for h in rows[0]]
-    if all(_is_number(h) for h in header):
-        raise DataError(
-            f"{path} has no header row (its first row is all numbers); "
-            "add a first line naming the columns, e.g. 'x'"
-        )
-    body = rows[1:]
-    for i, row in enumerate(body):
-        if len(row) != len(header):
-            raise DataError(
-                f"{path}, line {i + 2}: {len(row)} fields where the header has {len(header)}"
-            )
-
-    def read(j: int) -> np.ndarray:
-        out = np.empty(len(body))
-        for i, row in enumerate(body):
-            try:
-                out[i] = float(row[j])
-            except ValueError:
-                raise DataError(
-                    f"{path}, line {i + 2}, column {header[j]!r}: {row[j]!r} is not a number"
-                ) from None
-        return out
-
-    return header, read
-
-
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
 
 
 def _pyarrow():
