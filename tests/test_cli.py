@@ -162,7 +162,9 @@ def test_select_ranks_k_and_writes_the_plot(tmp_path):
     data = tmp_path / "d.csv"
     data.write_text("v\n" + "\n".join(map(str, x)) + "\n")
     out = tmp_path / "s"
-    result = CliRunner().invoke(main, ["select", str(data), "--k", "1..3", "--method", "em", "--out", str(out), "-q"])
+    result = CliRunner().invoke(
+        main, ["select", str(data), "--k", "1..3", "--method", "em", "--out", str(out), "-q"]
+    )
     assert result.exit_code == 0, result.output
     ranking = json.loads((out / "select.json").read_text())["ranking"]
     assert [r["k"] for r in ranking][0] == 2
