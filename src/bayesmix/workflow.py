@@ -43,7 +43,7 @@ class Settings:
     chains: int = 4
     warmup: int = 1000
     draws: int = 1000
-    target_accept: float = 0.9
+    target_accept: float = 0.95
     seed: int = 0
 
 
