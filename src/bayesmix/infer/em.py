@@ -39,6 +39,7 @@ from .estep import RUNS, Stats, accumulator_dtype, block_rows, estep, moment_kin
 from .init import INITS
 from .map import neg_log_joint_u
 from .mstep import expected_log_joint, update
+from .problem import check_init, whole
 
 __all__ = ["FitInterrupted", "LARGE", "fit_em", "priors_from_moments", "resolve_dtype"]
 
@@ -188,12 +189,9 @@ def run_em(
 
 
 def _check_options(n_init: object, init: str, max_iter: object, tol: float) -> None:
-    if init not in INITS:
-        raise SpecError(f"unknown init {init!r}; choose one of {sorted(INITS)}")
-    if isinstance(n_init, bool) or not isinstance(n_init, int) or n_init < 1:
-        raise SpecError(f"n_init must be a whole number >= 1, got {n_init!r}")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
-        raise SpecError(f"max_iter must be a whole number >= 1, got {max_iter!r}")
+    check_init(init)
+    whole("n_init", n_init)
+    whole("max_iter", max_iter)
     if not (isinstance(tol, int | float) and tol >= 0):
         raise SpecError(f"tol must be a number >= 0, got {tol!r}")
 
@@ -318,8 +316,7 @@ def fit_em(
             raise SpecError(f"priors must be a Priors or 'auto', got {priors!r}")
         priors = Priors.from_data(x) if scan is None else priors_from_moments(scan.mean, scan.sd)
     priors = check_priors(priors, d)
-    if isinstance(init_sample, bool) or not isinstance(init_sample, int) or init_sample < 2:
-        raise SpecError(f"init_sample must be a whole number >= 2, got {init_sample!r}")
+    whole("init_sample", init_sample, 2)
     dt = resolve_dtype(dtype, n * d)
     idx = sample_indices(n, max(init_sample, model.k), seed)
     sample = x[idx] if source is None else source.take(idx)

@@ -19,13 +19,13 @@ import numpy as np
 import optax
 
 from .._jit import serializable, sized_jit
-from ..data import as_data
 from ..enumerate import log_joint, log_likelihood
 from ..errors import FitError, SpecError
-from ..model import Mixture, Params, Priors, check_k, check_priors
+from ..model import Mixture, Params, Priors
 from ..result import MAPResult
 from .init import INITS
 from .optim import adam, check_optimizer
+from .problem import check_init, problem, whole
 
 __all__ = ["MAPTrace", "fit_map", "neg_log_joint_u"]
 
@@ -127,13 +127,9 @@ def fit_map(
     MAPResult with the MAP `params`, `neg_log_joint`, `init_losses` (n_init,), `losses`
     (steps,) and `grad_norms` {name: (steps,)}.
     """
-    x = as_data(data)
-    model = Mixture(check_k(k, x.shape[0]), covariance, family, df)
-    priors = check_priors(priors, x.shape[1])
-    if init not in INITS:
-        raise SpecError(f"unknown init {init!r}; choose one of {sorted(INITS)}")
-    if isinstance(n_init, bool) or not isinstance(n_init, int) or n_init < 1:
-        raise SpecError(f"n_init must be a whole number >= 1, got {n_init!r}")
+    x, model, priors = problem(data, k, covariance, family, df, priors)
+    check_init(init)
+    n_init = whole("n_init", n_init)
     steps, *opt = check_optimizer(steps, learning_rate, betas, final_learning_rate)
     if optimizer not in ("adam", "lbfgs"):
         raise SpecError(f"unknown optimizer {optimizer!r}; choose 'adam' or 'lbfgs'")

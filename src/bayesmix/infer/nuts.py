@@ -16,12 +16,12 @@ import numpy as np
 from blackjax.adaptation.base import get_filter_adapt_info_fn
 
 from .._jit import sized_jit
-from ..data import as_data
 from ..enumerate import log_joint
 from ..errors import FitError, SpecError
-from ..model import Init, Mixture, Params, Priors, check_k, check_priors
+from ..model import Init, Mixture, Params, Priors
 from ..result import Posterior, posterior_diagnostics
 from .init import INITS
+from .problem import check_init, problem, whole
 
 __all__ = ["check_init_params", "log_density_u", "sample_nuts"]
 
@@ -144,16 +144,15 @@ def sample_nuts(
     draws, K), locs (chains, draws, K, D), ...), sampler statistics and diagnostics (R-hat, ESS,
     divergences, warnings).
     """
-    x = as_data(data)
-    model = Mixture(check_k(k, x.shape[0]), covariance, family, df)
-    priors = check_priors(priors, x.shape[1])
-    for name, value, low in (("chains", chains, 1), ("warmup", warmup, 10), ("draws", draws, 1)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-            raise SpecError(f"{name} must be a whole number >= {low}, got {value!r}")
+    x, model, priors = problem(data, k, covariance, family, df, priors)
+    chains, warmup, draws = (
+        whole("chains", chains),
+        whole("warmup", warmup, 10),
+        whole("draws", draws),
+    )
     if not 0 < target_accept < 1:
         raise SpecError(f"target_accept must be between 0 and 1, got {target_accept}")
-    if init not in INITS:
-        raise SpecError(f"unknown init {init!r}; choose one of {sorted(INITS)}")
+    check_init(init)
     nbytes = chains * draws * model.num_free_parameters(x.shape[1]) * 8
     if nbytes > _MAX_DRAW_BYTES:
         raise SpecError(

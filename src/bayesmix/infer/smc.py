@@ -24,12 +24,12 @@ from blackjax.smc import adaptive_tempered, resampling, tempered
 from jax.flatten_util import ravel_pytree
 
 from .._jit import sized_jit
-from ..data import as_data
 from ..enumerate import log_likelihood
 from ..errors import FitError, SpecError
-from ..model import Mixture, Priors, check_k, check_priors, log_prior
+from ..model import Priors, log_prior
 from ..result import Posterior, posterior_diagnostics
 from ..simulate import sample_prior
+from .problem import problem, whole
 
 __all__ = ["SMC_MAX_BYTES", "sample_smc"]
 
@@ -150,12 +150,6 @@ def _smc_program(
     return jax.lax.map(one_run, jax.random.split(key, runs))
 
 
-def _whole(name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-        raise SpecError(f"{name} must be a whole number >= {low}, got {value!r}")
-    return int(value)
-
-
 def sample_smc(
     data: object,
     k: int,
@@ -193,14 +187,12 @@ def sample_smc(
     ``acceptance_rate`` (runs, particles) of the final move; diagnostics as for NUTS plus
     ``log_evidence`` and ``tempering_steps``.
     """
-    x = as_data(data)
-    model = Mixture(check_k(k, x.shape[0]), covariance, family, df)
-    priors = check_priors(priors, x.shape[1])
-    particles = _whole("particles", particles, 2)
-    runs = _whole("runs", runs, 1)
-    mcmc_steps = _whole("mcmc_steps", mcmc_steps, 1)
-    integration_steps = _whole("integration_steps", integration_steps, 1)
-    max_steps = _whole("max_steps", max_steps, 1)
+    x, model, priors = problem(data, k, covariance, family, df, priors)
+    particles = whole("particles", particles, 2)
+    runs = whole("runs", runs, 1)
+    mcmc_steps = whole("mcmc_steps", mcmc_steps, 1)
+    integration_steps = whole("integration_steps", integration_steps, 1)
+    max_steps = whole("max_steps", max_steps, 1)
     if not 0 < target_ess < 1:
         raise SpecError(f"target_ess must be between 0 and 1, got {target_ess!r}")
     n, d = x.shape
