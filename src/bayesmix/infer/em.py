@@ -327,7 +327,9 @@ def fit_em(
     block = block_rows(model.k, d, moment)
 
     if source is None:
-        xd = jnp.asarray(x, dt)
+        # No copy where possible: on the CPU the device array is the caller's own memory when
+        # x already has dtype dt and 64-byte alignment (JAX only reads it).
+        xd = jax.device_put(np.asarray(x, dt), may_alias=True)
 
         def e_step(p: Params, c: np.ndarray) -> Stats:
             return estep(
