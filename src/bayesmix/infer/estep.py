@@ -99,8 +99,8 @@ def _distances(params: Params, xc: jnp.ndarray, c: jnp.ndarray, feats: jnp.ndarr
     if params.corr_chol is None:
         var = jnp.broadcast_to((s**2).reshape(s.shape + (1,) * (2 - s.ndim)), (k, d))
         half_logdet = jnp.sum(jnp.log(var), axis=-1) / 2
-        if feats is None:
-            d2 = jnp.sum((xc[:, None, :] - mc[None]) ** 2 / var[None], axis=-1)
+        if feats is None:  # D <= 2: written out, as in `model.components.scaled_sq_distances`
+            d2 = sum((xc[:, j, None] - mc[None, :, j]) ** 2 / var[None, :, j] for j in range(d))
         else:
             w = jnp.concatenate([1 / var, -2 * mc / var], axis=1)
             d2 = jnp.maximum(feats @ w.T + jnp.sum(mc**2 / var, -1), 0.0)
