@@ -21,7 +21,6 @@ intermediates never exceed one block, whatever N is.
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -31,7 +30,16 @@ from jax.scipy.special import digamma, gammaln
 from .._jit import serializable, sized_jit
 from ..model import Params
 
-__all__ = ["MOMENTS", "RUNS", "Stats", "accumulator_dtype", "block_rows", "estep", "moment_kind"]
+__all__ = [
+    "MOMENTS",
+    "RUNS",
+    "Stats",
+    "accumulator_dtype",
+    "block_rows",
+    "estep",
+    "moment_kind",
+    "stats",
+]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 #: The second-moment layout each covariance structure needs.
@@ -155,8 +163,7 @@ def _block_stats(
     return Stats(jnp.sum(keep).astype(x.dtype), loglik, r.sum(0), ru.sum(0), first, q, t)
 
 
-@partial(sized_jit, static_argnames=("moment", "block"))
-def estep(
+def stats(
     params: Params, x: jnp.ndarray, n_valid: jnp.ndarray, c: jnp.ndarray, *, moment: str, block: int
 ) -> Stats:
     """Stats of the first `n_valid` rows of x (N, D), in blocks of `block` rows.
@@ -184,3 +191,7 @@ def estep(
 
     n_blocks = (n_valid + block - 1) // block
     return jax.lax.fori_loop(0, n_blocks, body, zero)
+
+
+#: `stats`, compiled (`sized_jit`): the E-step of one EM iteration.
+estep = sized_jit(stats, static_argnames=("moment", "block"))

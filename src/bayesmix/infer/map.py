@@ -19,10 +19,11 @@ import numpy as np
 import optax
 
 from .._jit import serializable, sized_jit
-from ..enumerate import log_joint, log_likelihood
+from ..enumerate import log_likelihood
 from ..errors import FitError, SpecError
 from ..model import Mixture, Params, Priors
 from ..result import MAPResult
+from . import fisher
 from .init import INITS
 from .optim import adam, check_optimizer
 from .problem import check_init, problem, whole
@@ -40,8 +41,9 @@ class MAPTrace(NamedTuple):
 
 
 def neg_log_joint_u(u: Params, model: Mixture, x: jnp.ndarray, priors: Priors) -> jnp.ndarray:
-    """The MAP loss of unconstrained globals u: -log p(globals, x)."""
-    return -log_joint(model.from_unconstrained(u), x, priors)
+    """The MAP loss of unconstrained globals u: -log p(globals, x) (gradient by Fisher's
+    identity, `fisher.log_joint`)."""
+    return -fisher.log_joint(model, model.from_unconstrained(u), x, priors)
 
 
 def _norms(g: Params) -> Params:

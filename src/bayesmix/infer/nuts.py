@@ -16,10 +16,10 @@ import numpy as np
 from blackjax.adaptation.base import get_filter_adapt_info_fn
 
 from .._jit import sized_jit
-from ..enumerate import log_joint
 from ..errors import FitError, SpecError
 from ..model import Init, Mixture, Params, Priors
 from ..result import Posterior, posterior_diagnostics
+from . import fisher
 from .init import INITS
 from .problem import check_init, problem, whole
 
@@ -31,7 +31,9 @@ _MAX_DRAW_BYTES = 8 * 2**30
 
 def log_density_u(u: Params, model: Mixture, x: jnp.ndarray, priors: Priors) -> jnp.ndarray:
     """Unnormalized log posterior of unconstrained globals (with the log-Jacobian)."""
-    return log_joint(model.from_unconstrained(u), x, priors) + model.log_abs_det_jacobian(u)
+    return fisher.log_joint(model, model.from_unconstrained(u), x, priors) + (
+        model.log_abs_det_jacobian(u)
+    )
 
 
 @partial(
