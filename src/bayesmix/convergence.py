@@ -2,11 +2,11 @@
 
 The same estimators, step for step, as ArviZ's `az.rhat(v)` (method "rank"), `az.ess(v,
 method="bulk")` and `az.ess(v, method="tail")` on a (chains, draws) array (tested to agree
-to 1e-10), in NumPy alone. Why not ArviZ: importing it (with xarray, pandas, scipy.stats and
-matplotlib) took 1.0-2.4 s of a warm `bayesmix demo` whose whole computation takes ~0.3 s;
-ArviZ remains the reference in the tests and the library for InferenceData export and LOO.
-The normal quantile function is a port of the one SciPy uses (Cephes' ndtri): importing
-scipy.special alone takes 0.5 s.
+to 1e-10; in practice bit for bit), in NumPy alone. Why not ArviZ: importing it (with xarray,
+pandas, scipy.stats and matplotlib) took 1.0-2.4 s of a warm `bayesmix demo` whose whole
+computation takes ~0.3 s; ArviZ remains the reference in the tests and the library for
+InferenceData export and LOO. The normal quantile function is a port of the one SciPy uses
+(Cephes' ndtri): importing scipy.special alone takes 0.5 s.
 
 Vehtari, Gelman, Simpson, Carpenter, Bürkner (2021). Rank-normalization, folding, and
 localization: an improved R-hat for assessing convergence of MCMC. Bayesian Analysis 16(2).
@@ -88,8 +88,8 @@ def _z_scale(a: np.ndarray) -> np.ndarray:
 
 
 def _split(a: np.ndarray) -> np.ndarray:
-    """(chains, draws) -> (2 chains, draws // 2): each chain's halves as two chains (the middle
-    draw of an odd count is left out)."""
+    """(chains, draws) -> (2 x chains, draws // 2): each chain's halves as two chains (the
+    middle draw of an odd count is left out)."""
     half = a.shape[1] // 2
     return np.vstack((a[:, :half], a[:, -half:]))
 
