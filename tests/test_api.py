@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import bayesmix as bm
+
+# Imported only where they are needed (tracing a program, plots, InferenceData export).
+LAZY = ("numpyro", "blackjax", "optax", "arviz", "matplotlib")
 
 
 def test_public_names():
@@ -43,3 +49,10 @@ def test_public_names():
 def test_errors_form_one_hierarchy():
     for cls in (bm.DataError, bm.SpecError, bm.FitError):
         assert issubclass(cls, bm.BayesmixError)
+
+
+def test_import_is_light():
+    # A warm run loads its programs from the export cache: it needs JAX, not these.
+    code = f"import sys, bayesmix; print([m for m in {LAZY!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "[]"

@@ -13,31 +13,36 @@ import bayesmix as bm
 from bayesmix import _jit
 
 SCRIPT = """
-import json, jax
+import json, sys, jax
 jax.config.update("jax_enable_x64", True)
 import bayesmix as bm
 fit = bm.fit_map(bm.SEED_DATA, 2, n_init=5, steps=5)
-print(json.dumps([fit.neg_log_joint, bm.predict_proba(fit, [1.0, 5.75]).tolist()]))
+tracing = [m for m in ("numpyro", "optax") if m in sys.modules]  # imported to trace only
+print(json.dumps([[fit.neg_log_joint, bm.predict_proba(fit, [1.0, 5.75]).tolist()], tracing]))
 """
 
 
 def _run(cache):
+    """(results, tracing libraries imported, cache files -> mtime) of SCRIPT in a new process."""
     env = {**os.environ, "BAYESMIX_CACHE_DIR": str(cache)}
     out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, check=True, capture_output=True)
     files = {p.relative_to(cache): p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()}
-    return json.loads(out.stdout), files
+    return *json.loads(out.stdout), files
 
 
 def test_second_run_reuses_both_caches(tmp_path):
     cache = tmp_path / "cache"
-    first, files = _run(cache)
+    first, traced, files = _run(cache)
+    assert traced == ["numpyro", "optax"]
     exported = {p for p in files if p.parts[0] == "exported"}
     assert len(exported) == 2  # the MAP program and the classifier
     assert len(files) > len(exported)  # compiled executables beside them
-    second, again = _run(cache)
-    # Nothing new was exported or compiled, nothing rewritten; the results are identical.
+    second, traced, again = _run(cache)
+    # Nothing new was exported or compiled, nothing rewritten; the results are identical; and
+    # nothing was traced, so the libraries used only while tracing were never imported.
     assert again == files
     assert second == first
+    assert traced == []
 
 
 def test_exported_programs_compute_what_jit_computes(monkeypatch):

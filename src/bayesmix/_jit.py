@@ -12,6 +12,11 @@ a program) is most of the warm cost. Three measures keep both low:
 - `sized_jit`: programs whose work is small (the seed's 5 points) are compiled with XLA's
   cheap settings, which compile 2-3x faster and run as fast at that size; large problems get
   the fully optimized build.
+
+Lazy imports: NumPyro, BlackJAX and Optax are needed only to trace a program (they are
+imported inside the traced functions), so a warm run, which loads every program from the
+export cache, never imports them (measured: `import bayesmix` 1.6 s -> 0.6 s, JAX alone
+0.55 s).
 """
 
 from __future__ import annotations
@@ -110,8 +115,10 @@ class sized_jit:  # noqa: N801 (used like jax.jit)
             return plain(*args, **static)
         leaves, tree = jax.tree.flatten(args)
         keys = [_is_key(leaf) for leaf in leaves]
+        # device_put, not jnp.asarray: for NumPy input the latter compiles a copy program per
+        # shape (~10 ms each in a warm run).
         flat = [
-            jax.random.key_data(v) if k else jnp.asarray(v)
+            jax.random.key_data(v) if k else jax.device_put(v)
             for v, k in zip(leaves, keys, strict=True)
         ]
         signature = (

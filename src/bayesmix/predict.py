@@ -37,8 +37,8 @@ def _run(fit: MAPResult, data: object, temperature: float, seed: int):
     n = x.shape[0]
     padded = max(8, 1 << (n - 1).bit_length())
     xp = np.concatenate([x, np.repeat(x[:1], padded - n, axis=0)])
-    params = jax.tree.map(jnp.asarray, fit.params)
-    out = _classify(params, jnp.asarray(xp), jax.random.key(seed), temperature, work=padded * fit.k)
+    params = jax.tree.map(np.asarray, fit.params)
+    out = _classify(params, xp, jax.random.key(seed), temperature, work=padded * fit.k)
     return tuple(np.asarray(v)[:n] for v in jax.device_get(out))
 
 

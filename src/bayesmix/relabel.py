@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._jit import sized_jit
 from .data import as_data
 from .enumerate import log_responsibilities
 from .errors import SpecError
@@ -48,7 +49,7 @@ METHODS = ("stephens", "order")
 MAX_POINTS = 1000
 
 
-@partial(jax.jit, static_argnames=("batch",))
+@partial(sized_jit, static_argnames=("batch",))
 def _log_resp_draws(params: Params, x: jnp.ndarray, batch: int) -> jnp.ndarray:
     floor = jnp.log(jnp.finfo(x.dtype).tiny)
     return jax.lax.map(
@@ -60,10 +61,10 @@ def draw_log_responsibilities(params: Params, x: np.ndarray) -> np.ndarray:
     """log p(z_n = k | x_n, globals of draw s) for every draw: params with one leading draw
     axis (S, ...) and x (N, D) -> (S, N, K), floored at log(smallest float) so that it is
     finite."""
-    p = jax.tree.map(jnp.asarray, params)
+    p = jax.tree.map(np.asarray, params)
     s, n, k = p.locs.shape[0], x.shape[0], p.locs.shape[1]
     batch = int(max(1, min(s, 2**22 // max(1, n * k))))
-    return np.asarray(_log_resp_draws(p, jnp.asarray(x), batch))
+    return np.asarray(_log_resp_draws(p, np.asarray(x), work=s * n * k, batch=batch))
 
 
 def order_permutations(locs: np.ndarray, coordinate: int = 0) -> np.ndarray:

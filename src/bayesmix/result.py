@@ -1,7 +1,7 @@
 """Fitted results: plain NumPy containers with their diagnostics and a JSON-ready view.
 
 Every array here is a NumPy array (already moved off the device); nothing in this module
-computes anything heavy except the posterior diagnostics, which ArviZ provides.
+computes anything heavy except the posterior diagnostics (R-hat and ESS: `convergence`).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .convergence import ess_bulk, ess_tail, rhat
 from .errors import SpecError
 from .model import Mixture, Params, Priors
 
@@ -177,7 +178,7 @@ def relabeled_params(
 def posterior_diagnostics(
     post: Posterior, data: object = None, *, relabel: str | None = "auto"
 ) -> dict:
-    """R-hat, bulk/tail ESS (ArviZ), per-chain means, divergences, E-BFMI and warnings.
+    """R-hat, bulk/tail ESS (as ArviZ's), per-chain means, divergences, E-BFMI and warnings.
 
     Parameters
     ----------
@@ -193,8 +194,6 @@ def posterior_diagnostics(
     r_hat, chain_means}, ``divergences``, ``ebfmi`` (per chain), ``relabeling``, ``chains``,
     ``draws`` and plain-words ``warnings``.
     """
-    import arviz as az  # imported here: it is slow to import and only needed for draws
-
     chains, draws = post.num_chains, post.num_draws
     if chains * draws == 0:
         raise SpecError("the posterior has no draws; sample with draws >= 1")
@@ -204,9 +203,9 @@ def posterior_diagnostics(
         row = {"mean": float(v.mean()), "sd": float(v.std()), "median": float(np.median(v))}
         row["q5"], row["q95"] = (float(q) for q in np.quantile(v, [0.05, 0.95]))
         constant = bool(np.ptp(v) == 0)  # e.g. the weight of a 1-component model
-        row["ess_bulk"] = None if constant else float(az.ess(v, method="bulk"))
-        row["ess_tail"] = None if constant else float(az.ess(v, method="tail"))
-        row["r_hat"] = float(az.rhat(v)) if chains > 1 and not constant else None
+        row["ess_bulk"] = None if constant else ess_bulk(v)
+        row["ess_tail"] = None if constant else ess_tail(v)
+        row["r_hat"] = rhat(v) if chains > 1 and not constant else None
         row["chain_means"] = [float(m) for m in v.mean(axis=1)]
         table[name] = row
     sampler = post.sampler

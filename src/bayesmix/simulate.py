@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpyro.distributions as dist
 
 from .model import Mixture, Params, Priors, covariance_cholesky
 
@@ -20,6 +19,8 @@ def sample_prior(
 ) -> Params:
     """Globals drawn from the priors (`bayesmix.model.priors`): Params whose fields have the
     leading axes `shape`, e.g. weights shape + (K,), locs shape + (K, D)."""
+    import numpyro.distributions as dist  # lazy: only tracing needs it (bayesmix._jit)
+
     k = model.k
     kw, kl, ks, kc, kd = jax.random.split(key, 5)
     weights = dist.Dirichlet(jnp.full((k,), priors.weights_concentration)).sample(kw, shape)

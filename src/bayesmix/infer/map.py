@@ -16,7 +16,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from .._jit import serializable, sized_jit
 from ..enumerate import log_likelihood
@@ -54,6 +53,8 @@ def _norms(g: Params) -> Params:
 def _map_program(
     x, priors, key, lr, b1, b2, final_lr, *, model, n_init, steps, init, optimizer="adam"
 ):
+    import optax  # lazy: only tracing needs it (bayesmix._jit)
+
     starts = jax.vmap(INITS[init], in_axes=(0, None, None))(
         jax.random.split(key, n_init), x, model.k
     )
@@ -137,7 +138,7 @@ def fit_map(
         raise SpecError(f"unknown optimizer {optimizer!r}; choose 'adam' or 'lbfgs'")
 
     out = _map_program(
-        jnp.asarray(x),
+        x,
         priors,
         jax.random.key(seed),
         *opt,

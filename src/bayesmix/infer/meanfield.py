@@ -20,7 +20,6 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.flatten_util import ravel_pytree
 
 from .._jit import sized_jit
@@ -39,6 +38,8 @@ _LOG_2PI_E = float(np.log(2 * np.pi) + 1.0)
 def _meanfield_program(
     u_map, x, priors, key, lr, b1, b2, final_lr, *, model, steps, samples, draws, final_samples
 ):
+    import optax  # lazy: only tracing needs it (bayesmix._jit)
+
     flat, unravel = ravel_pytree(u_map)
     dim = flat.size
 

@@ -29,18 +29,15 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-import numpyro.distributions as dist
 from jax.scipy.linalg import solve_triangular
 from jax.scipy.special import gammaln
-from numpyro.distributions import constraints
-from numpyro.distributions.transforms import biject_to
 
 from ..model import Mixture, Params, Priors, covariance_cholesky
+from ..model.spec import bijection
 from .estep import Stats
 
 __all__ = ["expected_log_joint", "log_joint_alive", "log_prior_alive", "m_step", "update"]
 
-_CORR = biject_to(constraints.corr_cholesky)
 #: Newton iterations per M-step: 1-D concave scale problems, and the generalized steps.
 SCALE_NEWTON_STEPS = 30
 GENERAL_NEWTON_STEPS = 8
@@ -59,6 +56,8 @@ def log_prior_alive(params: Params, priors: Priors, alive: jnp.ndarray) -> jnp.n
     """`log_prior` of the components where alive (K,) is True: the Dirichlet on the simplex of
     the K' alive weights, and the priors of their locs, scales and correlations. Equals
     `bayesmix.model.log_prior` when every component is alive."""
+    import numpyro.distributions as dist  # lazy: only tracing needs it (bayesmix._jit)
+
     k = params.weights.shape[-1]
     a = priors.weights_concentration
     k_alive = jnp.sum(alive)
@@ -196,12 +195,14 @@ def _full_covariance(
 ) -> tuple[jnp.ndarray, jnp.ndarray]:
     """Generalized M-step for one full covariance diag(s) C C^T diag(s): scale s (D,),
     corr_chol C (D, D), scatter (D, D), count (): Newton steps on (log s, C unconstrained)."""
+    import numpyro.distributions as dist  # lazy: only tracing needs it (bayesmix._jit)
+
     d = scatter.shape[-1]
     a = jnp.broadcast_to(jnp.asarray(priors.scale_loc), (d,))
     lkj = dist.LKJCholesky(d, priors.lkj_concentration) if d > 1 else None
 
     def unpack(theta):
-        return jnp.exp(theta[:d]), _CORR(theta[d:])
+        return jnp.exp(theta[:d]), bijection("corr_chol")(theta[d:])
 
     def q(theta):
         s, corr = unpack(theta)
@@ -214,12 +215,13 @@ def _full_covariance(
             lp += lkj.log_prob(corr)
         return -count * half_logdet - 0.5 * quad + lp
 
-    theta0 = jnp.concatenate([jnp.log(scale), _CORR.inv(corr_chol)])
+    theta0 = jnp.concatenate([jnp.log(scale), bijection("corr_chol").inv(corr_chol)])
     return unpack(_maximize(q, theta0, GENERAL_NEWTON_STEPS))
 
 
 def _df(df: jnp.ndarray, st: Stats, priors: Priors) -> jnp.ndarray:
     """Generalized M-step for the Student-t degrees of freedom: Newton on log df."""
+    import numpyro.distributions as dist  # lazy: only tracing needs it (bayesmix._jit)
 
     def q(theta):
         nu = jnp.exp(theta[0])

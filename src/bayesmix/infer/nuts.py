@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from functools import partial
 
-import blackjax
 import jax
 import jax.numpy as jnp
 import numpy as np
-from blackjax.adaptation.base import get_filter_adapt_info_fn
 
 from .._jit import sized_jit
 from ..errors import FitError, SpecError
@@ -43,6 +41,9 @@ def log_density_u(u: Params, model: Mixture, x: jnp.ndarray, priors: Priors) -> 
 def _nuts_program(
     x, priors, key, u_init, *, model, chains, warmup, draws, init, target_accept, dense_mass
 ):
+    import blackjax  # lazy: only tracing needs it (bayesmix._jit)
+    from blackjax.adaptation.base import get_filter_adapt_info_fn
+
     def logdensity(u):
         return log_density_u(u, model, x, priors)
 
@@ -165,7 +166,7 @@ def sample_nuts(
         None if init_params is None else check_init_params(init_params, model, x.shape[1], chains)
     )
     out = _nuts_program(
-        jnp.asarray(x),
+        x,
         priors,
         jax.random.key(seed),
         u_init,

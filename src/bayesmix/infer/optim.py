@@ -7,15 +7,20 @@ iterates converge.
 
 from __future__ import annotations
 
-import optax
+from typing import TYPE_CHECKING
 
 from ..errors import SpecError
+
+if TYPE_CHECKING:
+    import optax
 
 __all__ = ["adam", "check_optimizer"]
 
 
 def adam(lr, b1, b2, final_lr, steps: int) -> optax.GradientTransformation:
     """Adam whose learning rate goes from `lr` to `final_lr` (traced values) over `steps`."""
+    import optax  # lazy: only tracing needs it (bayesmix._jit)
+
     schedule = lambda i: lr * (final_lr / lr) ** (i / steps)  # noqa: E731
     return optax.adam(schedule, b1=b1, b2=b2)
 

@@ -13,7 +13,6 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from .._jit import sized_jit
 from ..data import as_data
@@ -36,6 +35,8 @@ def local_elbo_loss(logits: jnp.ndarray, params: Params, x: jnp.ndarray, priors:
 
 @partial(sized_jit, static_argnames=("steps",))
 def _local_program(params, x, priors, lr, b1, b2, final_lr, *, steps):
+    import optax  # lazy: only tracing needs it (bayesmix._jit)
+
     logits = jnp.zeros((x.shape[0], params.weights.shape[0]), x.dtype)
     opt = adam(lr, b1, b2, final_lr, steps)
     loss_grad = jax.value_and_grad(local_elbo_loss)
@@ -68,11 +69,11 @@ def fit_local(
     """
     x = as_data(data, for_fit=False, dim=fit.params.locs.shape[-1])
     steps, *opt = check_optimizer(steps, learning_rate, betas, final_learning_rate)
-    params = jax.tree.map(jnp.asarray, fit.params)
+    params = jax.tree.map(np.asarray, fit.params)
     probs, losses, norms = jax.device_get(
         _local_program(
             params,
-            jnp.asarray(x),
+            x,
             fit.priors,
             *opt,
             work=x.size * fit.k,

@@ -14,7 +14,6 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
-import numpyro.distributions as dist
 
 from .._jit import serializable
 from ..errors import SpecError
@@ -100,6 +99,8 @@ def check_priors(priors: Priors, d: int | None = None) -> Priors:
 
 def log_prior(params: Params, priors: Priors) -> jnp.ndarray:
     """log p(globals) in the constrained space, for whatever fields `params` holds."""
+    import numpyro.distributions as dist  # lazy: only tracing needs it (bayesmix._jit)
+
     k = params.weights.shape[-1]
     lp = dist.Dirichlet(jnp.full((k,), priors.weights_concentration)).log_prob(params.weights)
     lp += dist.Normal(priors.locs_loc, priors.locs_scale).log_prob(params.locs).sum()

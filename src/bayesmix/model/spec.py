@@ -10,30 +10,37 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cache
 from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
-from numpyro.distributions import constraints
-from numpyro.distributions.transforms import biject_to
 
 from ..errors import SpecError
 from .params import Params
 
-__all__ = ["COVARIANCES", "FAMILIES", "Init", "Mixture", "check_k"]
+__all__ = ["COVARIANCES", "FAMILIES", "Init", "Mixture", "bijection", "check_k"]
 
 COVARIANCES = ("shared", "spherical", "diag", "full", "tied")
 FAMILIES = ("normal", "student-t")
 #: Initial degrees of freedom when they are learned.
 DF_INIT = 10.0
 
-_BIJECTIONS = {
-    "weights": biject_to(constraints.simplex),
-    "locs": biject_to(constraints.real),
-    "scale": biject_to(constraints.positive),
-    "corr_chol": biject_to(constraints.corr_cholesky),
-    "df": biject_to(constraints.positive),
-}
+
+@cache
+def bijection(field: str):
+    """NumPyro's bijection from the unconstrained space onto the support of a Params field."""
+    from numpyro.distributions import constraints  # lazy: only tracing needs it (bayesmix._jit)
+    from numpyro.distributions.transforms import biject_to
+
+    support = {
+        "weights": constraints.simplex,
+        "locs": constraints.real,
+        "scale": constraints.positive,
+        "corr_chol": constraints.corr_cholesky,
+        "df": constraints.positive,
+    }
+    return biject_to(support[field])
 
 
 class Init(NamedTuple):
@@ -135,14 +142,14 @@ class Mixture:
         """Constrained -> unconstrained; fixed or absent fields become None."""
         return Params(
             **{
-                f: (_BIJECTIONS[f].inv(getattr(params, f)) if f in self.free_fields else None)
+                f: (bijection(f).inv(getattr(params, f)) if f in self.free_fields else None)
                 for f in Params._fields
             }
         )
 
     def from_unconstrained(self, u: Params) -> Params:
         """Unconstrained -> constrained (inverse of `to_unconstrained`); a fixed df is filled in."""
-        values = {f: _BIJECTIONS[f](getattr(u, f)) for f in self.free_fields}
+        values = {f: bijection(f)(getattr(u, f)) for f in self.free_fields}
         if self.family == "student-t" and self.df is not None:
             values["df"] = jnp.asarray(self.df, u.locs.dtype)
         return Params(**values)
@@ -154,7 +161,7 @@ class Mixture:
             if f == "locs":
                 continue
             x = getattr(u, f)
-            total += jnp.sum(_BIJECTIONS[f].log_abs_det_jacobian(x, _BIJECTIONS[f](x)))
+            total += jnp.sum(bijection(f).log_abs_det_jacobian(x, bijection(f)(x)))
         return total
 
     def describe(self) -> dict:
