@@ -52,7 +52,7 @@ def _workflow_options(fn: Callable) -> Callable:
         ),
         click.option(
             "--init",
-            type=click.Choice(["seed", "kmeans++"]),
+            type=click.Choice(["seed", "kmeans++", "kmeans"]),
             default="seed",
             show_default=True,
             help="Initialization scheme.",
@@ -293,7 +293,7 @@ def _parse_ks(text: str) -> list[int]:
 )
 @click.option("--n-init", default=10, show_default=True, help="Initializations per K.")
 @click.option(
-    "--init", type=click.Choice(["seed", "kmeans++"]), default="kmeans++", show_default=True
+    "--init", type=click.Choice(["seed", "kmeans++", "kmeans"]), default="kmeans++", show_default=True
 )
 @click.option("--steps", default=500, show_default=True, help="Adam steps per fit.")
 @click.option("--seed", default=0, show_default=True, help="Random seed.")

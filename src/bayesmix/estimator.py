@@ -35,7 +35,7 @@ class BayesianMixture(DensityMixin, BaseEstimator):
     priors : "auto" (`Priors.from_data(X)`: weakly informative on the data's scale) or a
         `bayesmix.Priors`
     n_init : initializations scored; the best is optimized
-    init : "kmeans++" or "seed"
+    init : "kmeans++", "kmeans" (k-means++ and Lloyd iterations) or "seed"
     max_iter : optimizer steps
     learning_rate : initial Adam learning rate, decayed to learning_rate / 100
     random_state : int, RandomState or None
