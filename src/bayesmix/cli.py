@@ -52,7 +52,7 @@ def _workflow_options(fn: Callable) -> Callable:
         ),
         click.option(
             "--init",
-            type=click.Choice(["seed", "kmeans++"]),
+            type=click.Choice(["seed", "kmeans++", "kmeans"]),
             default="seed",
             show_default=True,
             help="Initialization scheme.",
@@ -319,7 +319,7 @@ def _parse_ks(text: str) -> list[int]:
 )
 @click.option("--n-init", default=10, show_default=True, help="Initializations per K.")
 @click.option(
-    "--init", type=click.Choice(["seed", "kmeans++"]), default="kmeans++", show_default=True
+    "--init", type=click.Choice(["seed", "kmeans++", "kmeans"]), default="kmeans", show_default=True
 )
 @_METHOD_OPTION
 @click.option(

@@ -252,7 +252,7 @@ def fit_em(
     df: float | None = None,
     priors: Priors | str = Priors(),  # noqa: B008 (an immutable NamedTuple)
     n_init: int = 10,
-    init: str = "kmeans++",
+    init: str = "kmeans",
     init_params: Params | MAPResult | None = None,
     init_sample: int = 100_000,
     max_iter: int = 500,
@@ -277,8 +277,10 @@ def fit_em(
         column means and standard deviations for chunked data)
     n_init, init, seed : initializations drawn from `init_sample` rows chosen uniformly
         (all rows when N <= init_sample), scored by the log joint on those rows; the best is
-        iterated. With N <= init_sample the start is the one `fit_map` picks for the same
-        n_init, init and seed.
+        iterated. init: "kmeans" (default: greedy k-means++ seeding and Lloyd iterations,
+        `bayesmix.infer.init.init_kmeans`), "kmeans++" (seeding only) or "seed". With
+        N <= init_sample the start is the one `fit_map` picks for the same n_init, init and
+        seed.
     init_params : start from these parameters (or a fit's) instead
     max_iter : E-steps at most
     tol : converged when the objective changed by at most tol per row between iterations

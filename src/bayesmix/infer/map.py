@@ -117,7 +117,7 @@ def fit_map(
         Gaussian components with one shared spherical scale
     priors : `Priors()` (the seed's) or e.g. `Priors.from_data(x)`
     n_init : initializations scored in one vectorized pass; the best is optimized
-    init : "seed" (the tutorial's) or "kmeans++"
+    init : "seed" (the tutorial's), "kmeans++" or "kmeans" (k-means++ and Lloyd iterations)
     steps, learning_rate, betas : Adam settings (defaults: the tutorial's)
     final_learning_rate : decay the learning rate exponentially to this value (default: constant)
     tol : the fit counts as converged when the loss changed by less than `tol` (relative)
