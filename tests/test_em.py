@@ -12,7 +12,7 @@ import pytest
 import bayesmix as bm
 from bayesmix.enumerate import log_joint
 from bayesmix.infer.em import FitInterrupted, fit_em, priors_from_moments
-from bayesmix.infer.estep import estep
+from bayesmix.infer.estep import Stats, estep
 from bayesmix.infer.mstep import expected_log_joint, log_prior_alive, update
 from bayesmix.model import Mixture, Params, Priors, log_prior
 
@@ -132,6 +132,25 @@ def test_m_step_increases_the_expected_log_joint_and_q_gradient_is_the_true_grad
     g_lj = jax.jit(jax.grad(lambda v: log_joint(model.from_unconstrained(v), x, priors)))(u)
     for a, b in zip(jax.tree.leaves(g_q), jax.tree.leaves(g_lj), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-7)
+
+
+def test_full_covariance_m_step_at_ten_dimensions_and_eight_components_finishes():
+    # Vmapped over the components, this M-step hung XLA's CPU runtime (D = 10, K = 8).
+    d, k = 10, 8
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(k, d, d))
+    model = Mixture(k, "full")
+    p = model.params_from_init(
+        bm.model.Init(jnp.ones(k) / k, jnp.asarray(rng.normal(size=(k, d))), jnp.ones(d))
+    )
+    st = Stats(
+        *map(jnp.asarray, (1000.0, 0.0, np.full(k, 125.0), np.full(k, 125.0))),
+        jnp.asarray(rng.normal(size=(k, d))),
+        jnp.asarray(a @ np.swapaxes(a, 1, 2) * 10 + 100 * np.eye(d)),
+        jnp.zeros(()),
+    )
+    _, new, _ = update(model, p, st, jnp.zeros(d), Priors())
+    assert np.all(np.isfinite(np.asarray(new.scale)))
 
 
 def test_sparse_dirichlet_empties_unneeded_components():

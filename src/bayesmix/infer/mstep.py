@@ -263,8 +263,10 @@ def m_step(model: Mixture, params: Params, st: Stats, c: jnp.ndarray, priors: Pr
             scale = jnp.where(keep, scale, params.scale)
         params = params._replace(scale=scale)
     elif moment == "full":
-        scale, corr = jax.vmap(_full_covariance, in_axes=(0, 0, 0, 0, None))(
-            params.scale, params.corr_chol, scatter, st.n, priors
+        # One component after another (lax.map), not vmapped: the vmapped Newton solves hung
+        # XLA's CPU runtime (every thread waiting, no CPU used) from D = 10, K = 8 on.
+        scale, corr = jax.lax.map(
+            lambda a: _full_covariance(*a, priors), (params.scale, params.corr_chol, scatter, st.n)
         )
         scale = jnp.where(alive[:, None], scale, params.scale)
         corr = jnp.where(alive[:, None, None], corr, params.corr_chol)
