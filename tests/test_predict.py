@@ -70,6 +70,8 @@ def test_any_batch_size(seed_fit, n):
         ([[1.0, 2.0]], {}, "columns"),
         ([np.nan], {}, "non-finite"),
         ([], {}, "empty"),
+        ([1.0], {"seed": -1}, "seed must be a whole number from 0 to 2\\*\\*32 - 1"),
+        ([1.0], {"seed": 2**32}, "seed"),
     ],
 )
 def test_bad_prediction_input(seed_fit, data, kwargs, message):
