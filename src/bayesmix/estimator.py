@@ -35,7 +35,8 @@ class BayesianMixture(DensityMixin, BaseEstimator):
     priors : "auto" (`Priors.from_data(X)`: weakly informative on the data's scale) or a
         `bayesmix.Priors`
     n_init : initializations scored; the best is optimized
-    init : "kmeans" (k-means++ and Lloyd iterations), "kmeans++" or "seed"
+    init : "kmeans++", "kmeans" (k-means++ and Lloyd iterations: better starts for clean
+        clusters, but Lloyd's means chase gross outliers) or "seed"
     method : "auto" (EM from 10,000 rows on, else Adam), "em", "adam" or "lbfgs"
     max_iter : EM iterations at most, or optimizer steps
     learning_rate : initial Adam learning rate, decayed to learning_rate / 100
@@ -58,7 +59,7 @@ class BayesianMixture(DensityMixin, BaseEstimator):
         df: float | None = None,
         priors: str | Priors = "auto",
         n_init: int = 10,
-        init: str = "kmeans",
+        init: str = "kmeans++",
         method: str = "auto",
         max_iter: int = 500,
         learning_rate: float = 0.05,
