@@ -10,6 +10,7 @@ import pytest
 import bayesmix as bm
 from bayesmix.infer.em import fit_em
 from bayesmix.stream import predict_to_parquet
+from conftest import three_blobs
 
 da = pytest.importorskip("dask.array")
 dd = pytest.importorskip("dask.dataframe")
@@ -20,15 +21,7 @@ KW = dict(n_init=3, max_iter=25, tol=0.0, init_sample=800)
 
 @pytest.fixture(scope="module")
 def data():
-    rng = np.random.default_rng(1)
-    x = np.concatenate(
-        [
-            rng.normal([0, 0], 1, (1000, 2)),
-            rng.normal([4, 1], 0.5, (800, 2)),
-            rng.normal([-3, 5], 0.7, (700, 2)),
-        ]
-    )
-    return x[rng.permutation(len(x))]
+    return three_blobs(1)
 
 
 @pytest.fixture(scope="module")

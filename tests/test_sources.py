@@ -19,19 +19,12 @@ import bayesmix as bm
 from bayesmix.infer.em import fit_em
 from bayesmix.sources import ArraySource, open_source, rows_for_budget
 from bayesmix.stream import predict_to_parquet
+from conftest import three_blobs
 
 
 @pytest.fixture(scope="module")
 def data():
-    rng = np.random.default_rng(0)
-    x = np.concatenate(
-        [
-            rng.normal([0, 0], 1, (1000, 2)),
-            rng.normal([4, 1], 0.5, (800, 2)),
-            rng.normal([-3, 5], 0.7, (700, 2)),
-        ]
-    )
-    return x[rng.permutation(len(x))]
+    return three_blobs(0)
 
 
 @pytest.fixture(scope="module")
