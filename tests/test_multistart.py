@@ -36,7 +36,7 @@ def post(fits):
 
 
 def _close(draws: np.ndarray, exact_mean: float, exact_sd: float) -> None:
-    ess = float(az.ess(draws, method="bulk"))
+    ess = float(az.ess(draws, method="mean"))
     se = exact_sd / np.sqrt(ess)
     assert abs(draws.mean() - exact_mean) < 4 * se, (draws.mean(), exact_mean, se, ess)
 
