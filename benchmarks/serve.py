@@ -5,6 +5,10 @@ membership probabilities, for the same mixture (sklearn's spherical GaussianMixt
 bayesmix's MAP weights, locs and shared scale, so both compute the same numbers):
   bayesmix  `bayesmix serve MODEL` (one uvicorn worker, warm-up compilation at startup);
   sklearn   a minimal FastAPI app (pydantic request model, dict response), one uvicorn worker.
+A third series, bayesmix-npy, sends the same rows to the same bayesmix server as an NPY body
+(Content-Type: application/x-npy, the bytes of np.save) for the batches of 100 and 10,000 rows;
+its answers are checked to be the JSON bodies' byte for byte. The sklearn baseline takes JSON
+only.
 Each runs in its own process on 127.0.0.1; one client (this process, keep-alive connection)
 sends request bodies encoded in advance, one at a time. Per batch size (1, 100, 10,000 rows):
 warm-up requests, then a fixed number of requests or until the time limit, alternating the two
@@ -15,13 +19,15 @@ Run from the repository root (needs the `serve` extra and scikit-learn):
     .venv/bin/python benchmarks/serve.py
     .venv/bin/python benchmarks/serve.py --requests 2000,1000,200 --time-limit 30 \\
         --out benchmarks/_runs/serve.json
-Targets: bayesmix p99 <= sklearn's at every batch size; >= 1e6 rows/s at 10,000 rows.
+Targets: bayesmix p99 <= sklearn's at every batch size; >= 1e6 rows/s at 10,000 rows (JSON;
+NPY reported as its own target).
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import io
 import json
 import os
 import platform
@@ -36,6 +42,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = (1, 100, 10_000)
+NPY_SIZES = (100, 10_000)  # batch sizes also sent as NPY bodies
+JSON, NPY = "application/json", "application/x-npy"
 
 
 def baseline_server(params: Path, port: int) -> None:
@@ -90,8 +98,8 @@ def _wait(port: int, proc: subprocess.Popen, timeout: float) -> None:
     raise RuntimeError(f"the server on port {port} did not start within {timeout:.0f} s")
 
 
-def _post(conn: http.client.HTTPConnection, body: bytes) -> bytes:
-    conn.request("POST", "/predict", body, {"Content-Type": "application/json"})
+def _post(conn: http.client.HTTPConnection, body: bytes, content_type: str = JSON) -> bytes:
+    conn.request("POST", "/predict", body, {"Content-Type": content_type})
     response = conn.getresponse()
     data = response.read()
     if response.status != 200:
@@ -99,16 +107,18 @@ def _post(conn: http.client.HTTPConnection, body: bytes) -> bytes:
     return data
 
 
-def measure(port: int, body: bytes, rows: int, n: int, warmup: int, limit: float) -> dict:
+def measure(
+    port: int, body: bytes, rows: int, n: int, warmup: int, limit: float, content_type: str = JSON
+) -> dict:
     """Latencies of up to n sequential requests (after `warmup`), stopping at `limit` s."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     for _ in range(warmup):
-        _post(conn, body)
+        _post(conn, body, content_type)
     latencies = []
     start = time.perf_counter()
     while len(latencies) < n and time.perf_counter() - start < limit:
         t = time.perf_counter()
-        _post(conn, body)
+        _post(conn, body, content_type)
         latencies.append(time.perf_counter() - t)
     wall = time.perf_counter() - start
     conn.close()
@@ -122,6 +132,13 @@ def measure(port: int, body: bytes, rows: int, n: int, warmup: int, limit: float
         "wall_s": wall,
         "stopped_by_time_limit": len(latencies) < n,
     }
+
+
+def npy_bytes(x: np.ndarray) -> bytes:
+    """What np.save writes for x."""
+    buf = io.BytesIO()
+    np.save(buf, x)
+    return buf.getvalue()
 
 
 def machine() -> dict:
@@ -173,9 +190,9 @@ def main() -> None:
     bodies = {}
     for n in SIZES:
         batch = x[rng.integers(0, len(x), n)] + rng.normal(0, 0.1, (n, args.d))
-        bodies[n] = (batch, json.dumps({"rows": batch.tolist()}).encode())
+        bodies[n] = (batch, json.dumps({"rows": batch.tolist()}).encode(), npy_bytes(batch))
     core = {}  # the numeric core alone, in this process: classify (labels and probabilities)
-    for n, (batch, _) in bodies.items():
+    for n, (batch, *_) in bodies.items():
         classify(fit, batch)
         t = time.perf_counter()
         reps = max(20, 2000 // n)
@@ -192,15 +209,15 @@ def main() -> None:
     }  # fmt: skip
     procs = {}
     load_before = os.getloadavg()
-    results: dict[str, list[dict]] = {"bayesmix": [], "sklearn": []}
+    results: dict[str, list[dict]] = {"bayesmix": [], "bayesmix-npy": [], "sklearn": []}
     try:
         for name, cmd in commands.items():
             procs[name] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         for name in commands:
             _wait(ports[name], procs[name], timeout=300)
-        agree = {}
+        agree, npy_same = {}, {}
         for n in SIZES:
-            batch, body = bodies[n]
+            batch, body, npy = bodies[n]
             answers = {
                 name: json.loads(_post(http.client.HTTPConnection("127.0.0.1", port), body))
                 for name, port in ports.items()
@@ -208,11 +225,17 @@ def main() -> None:
             agree[n] = float(
                 np.mean(np.equal(answers["bayesmix"]["labels"], answers["sklearn"]["labels"]))
             )
-            for name in commands:
-                r = measure(ports[name], body, n, counts[n], args.warmup, args.time_limit)
+            series = [("bayesmix", body, JSON), ("sklearn", body, JSON)]
+            if n in NPY_SIZES:
+                conn = http.client.HTTPConnection("127.0.0.1", ports["bayesmix"])
+                npy_same[n] = _post(conn, npy, NPY) == _post(conn, body)
+                series.insert(1, ("bayesmix-npy", npy, NPY))
+            for name, content, content_type in series:
+                port = ports[name.removesuffix("-npy")]
+                r = measure(port, content, n, counts[n], args.warmup, args.time_limit, content_type)
                 results[name].append(r)
                 print(
-                    f"{name:>8} {n:>6} rows: {r['requests']:>5} requests, "
+                    f"{name:>12} {n:>6} rows: {r['requests']:>5} requests, "
                     f"p50 {r['p50_ms']:8.2f} ms, p99 {r['p99_ms']:8.2f} ms, "
                     f"{r['rows_per_s']:12,.0f} rows/s",
                     flush=True,
@@ -223,17 +246,24 @@ def main() -> None:
             proc.wait(timeout=30)
     load_after = os.getloadavg()
 
-    print("\n| rows per request | bayesmix p50 / p99 (ms) | sklearn p50 / p99 (ms) | "
-          "bayesmix rows/s | sklearn rows/s | classify alone (ms) |")  # fmt: skip
-    print("|---:|---:|---:|---:|---:|---:|")
+    print("\n| rows per request | bayesmix p50 / p99 (ms) | bayesmix NPY p50 / p99 (ms) | "
+          "sklearn p50 / p99 (ms) | bayesmix rows/s | bayesmix NPY rows/s | sklearn rows/s | "
+          "classify alone (ms) |")  # fmt: skip
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    npy_by_rows = {r["rows"]: r for r in results["bayesmix-npy"]}
     for b, s in zip(results["bayesmix"], results["sklearn"], strict=True):
+        m = npy_by_rows.get(b["rows"])
+        m_ms = f"{m['p50_ms']:.2f} / {m['p99_ms']:.2f}" if m else "-"
+        m_rate = f"{m['rows_per_s']:,.0f}" if m else "-"
         print(
-            f"| {b['rows']:,} | {b['p50_ms']:.2f} / {b['p99_ms']:.2f} | {s['p50_ms']:.2f} / "
-            f"{s['p99_ms']:.2f} | {b['rows_per_s']:,.0f} | {s['rows_per_s']:,.0f} | "
-            f"{core[b['rows']]:.2f} |"
+            f"| {b['rows']:,} | {b['p50_ms']:.2f} / {b['p99_ms']:.2f} | {m_ms} | "
+            f"{s['p50_ms']:.2f} / {s['p99_ms']:.2f} | {b['rows_per_s']:,.0f} | {m_rate} | "
+            f"{s['rows_per_s']:,.0f} | {core[b['rows']]:.2f} |"
         )
+    print("(bayesmix NPY: the same rows as an application/x-npy body; sklearn takes JSON only)")
     info = machine() | {"load_avg_before": load_before, "load_avg_after": load_after}
     print(f"\nlabels agree (bayesmix vs sklearn): {agree}")
+    print(f"NPY answers equal the JSON answers byte for byte: {npy_same}")
     print(f"machine: {info}")
     targets = {
         "p99_le_sklearn": all(
@@ -241,6 +271,7 @@ def main() -> None:
             for b, s in zip(results["bayesmix"], results["sklearn"], strict=True)
         ),
         "rows_per_s_10000_ge_1e6": results["bayesmix"][-1]["rows_per_s"] >= 1e6,
+        "npy_rows_per_s_10000_ge_1e6": results["bayesmix-npy"][-1]["rows_per_s"] >= 1e6,
     }
     print(f"targets: {targets}")
     if args.out:
@@ -252,6 +283,7 @@ def main() -> None:
             "results": results,
             "classify_ms": core,
             "labels_agree": agree,
+            "npy_equals_json": npy_same,
             "targets": targets,
         }
         args.out.write_text(json.dumps(report, indent=1))

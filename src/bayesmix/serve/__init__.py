@@ -4,8 +4,8 @@
 - `batch`: labels and membership probabilities of a batch (`bm.predict` / `bm.predict_proba`)
   and the JSON description of a saved model;
 - `app`: the FastAPI service (`create_app(model)`; needs the `serve` extra:
-  pip install 'bayesmix[serve]'), with `schemas` (request / response) and `page` (the model
-  page at `/`).
+  pip install 'bayesmix[serve]'), with `schemas` (request / response), `npy` (NPY request
+  bodies, read safely) and `page` (the model page at `/`).
 
 Importing this package does not import FastAPI; `create_app` does.
 """

@@ -3,8 +3,12 @@
 Routes: `POST /predict` (labels, probabilities, reproducible temperature-1 draws), `GET /model`
 (metadata), `GET /healthz`, `GET /` (the model page), `/docs` and `/openapi.json`.
 
-Bad input never reaches the numeric core unchecked: a body over `max_body_bytes` gets 413, any
-other invalid request 422 with `{"detail": message, "errors": [{loc, row, field, message}]}`.
+`/predict` takes a JSON body (`application/json`, also when no Content-Type is given) or, for
+bulk scoring, an NPY array (`application/x-npy`, see `npy`) with the options in the query string.
+
+Bad input never reaches the numeric core unchecked: a body over `max_body_bytes` gets 413, one
+of another Content-Type 415, any other invalid request 422 with `{"detail": message, "errors":
+[{loc, row, field, message}]}`.
 The service computes in float64, like the CLI, so its answers equal `bayesmix predict`'s and
 `bm.predict`'s exactly.
 """
@@ -26,13 +30,23 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ..errors import BayesmixError, SpecError
 from ..io import SavedModel, load
 from .batch import classify, describe, jsonable, warm_up
+from .npy import DTYPES, NpyError, read_rows
+from .npy import MEDIA_TYPE as NPY
 from .page import CONTENT_SECURITY_POLICY, render_page
-from .schemas import ErrorResponse, PredictResponse, error_messages, request_model
+from .schemas import (
+    ErrorResponse,
+    PredictResponse,
+    error_messages,
+    query_options,
+    query_parameters,
+    request_model,
+    value_errors,
+)
 
 try:  # fast JSON for large batches (the `serve` extra installs it)
     import orjson
@@ -77,6 +91,8 @@ def create_app(
     fit, columns = model.fit, list(model.columns)
     d = len(columns)
     schema = request_model(columns, max_rows)
+    one_row = {"rows": [[0.0] * d]}  # to check the query's options with the JSON schema
+    no_options = schema.model_validate(one_row)
     info = describe(model) | {"limits": {"max_rows": max_rows, "max_body_bytes": max_body_bytes}}
 
     @contextlib.asynccontextmanager
@@ -109,8 +125,10 @@ def create_app(
         detail = items[0]["message"] + (f" (and {more} more error(s))" if more > 0 else "")
         return error(422, detail, items)
 
-    def answer(body: bytes) -> Response:
-        """The response to a /predict body (small ones on the event loop, else in a thread)."""
+    def from_json(
+        body: bytes, options: dict, _: BaseModel
+    ) -> tuple[np.ndarray, BaseModel] | Response:
+        """(rows, request) of a JSON body (the query's options are defaults), or the 422."""
         if not body.strip():
             return error(422, 'the request body is empty; send a JSON object: {"rows": [[0.5]]}')
         try:
@@ -120,6 +138,8 @@ def create_app(
             if any(t in body for t in (b"NaN", b"Infinity")):
                 hint = "; NaN and Infinity are not JSON numbers: send finite numbers only"
             return error(422, f"the request body is not valid JSON ({exc}){hint}")
+        if options and isinstance(payload, dict):
+            payload = options | payload
         try:
             req = schema.model_validate(payload)
         except ValidationError as exc:
@@ -128,7 +148,35 @@ def create_app(
         if rows is None:
             rows = [[getattr(r, f"c{j}") for j in range(d)] for r in req.records]
         x = np.fromiter(itertools.chain.from_iterable(rows), np.float64, len(rows) * d)
-        x = x.reshape(len(rows), d)
+        return x.reshape(len(rows), d), req
+
+    def from_npy(body: bytes, _: dict, req: BaseModel) -> tuple[np.ndarray, BaseModel] | Response:
+        """(rows, request) of an NPY body with the query's options (`req`), or the 422."""
+        try:
+            x = read_rows(body, columns, max_rows)
+        except NpyError as exc:
+            return error(422, str(exc))
+        bad = value_errors(x)
+        return invalid(bad) if bad else (x, req)
+
+    readers = {"": from_json, "application/json": from_json, NPY: from_npy}
+
+    def answer(body: bytes, media: str, query: list[tuple[str, str]]) -> Response:
+        """The response to a /predict body (small ones on the event loop, else in a thread)."""
+        read = readers.get(media)
+        if read is None:
+            return error(415, _unsupported(media))
+        try:  # the query's options, checked by the JSON body's rules and in its words
+            options = query_options(query)
+            defaults = schema.model_validate(one_row | options) if options else no_options
+        except ValidationError as exc:
+            return invalid(exc.errors(include_url=False))
+        except ValueError as exc:
+            return error(422, str(exc))
+        parsed = read(body, options, defaults)
+        if isinstance(parsed, Response):
+            return parsed
+        x, req = parsed
         seed = None
         if req.temperature == 1:
             seed = req.seed if req.seed is not None else secrets.randbelow(2**32)
@@ -146,15 +194,24 @@ def create_app(
         response_model=PredictResponse,
         responses={
             413: {"model": ErrorResponse, "description": "The request body is too large."},
+            415: {"model": ErrorResponse, "description": "The Content-Type is not supported."},
             422: {"model": ErrorResponse, "description": "The request is invalid."},
         },
         openapi_extra={
+            "parameters": query_parameters(),
             "requestBody": {
                 "required": True,
+                "description": (
+                    "The rows, as JSON (the default) or, for bulk scoring, as an NPY array "
+                    f"({NPY}: the bytes np.save writes, shape (rows, {d}), dtype {DTYPES}) "
+                    "with the options in the query string. Query options also serve as "
+                    "defaults for a JSON body's."
+                ),
                 "content": {
-                    "application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}
+                    "application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}},
+                    NPY: {"schema": {"type": "string", "format": "binary"}},
                 },
-            }
+            },
         },
         summary="Classify rows",
     )
@@ -175,9 +232,11 @@ def create_app(
                 return _too_large(error, max_body_bytes)
             chunks.append(chunk)
         body = b"".join(chunks)
+        media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        query = request.query_params.multi_items()
         if size <= INLINE_BYTES:  # quicker than a thread hop; blocks the loop < 1 ms
-            return answer(body)
-        return await run_in_threadpool(answer, body)
+            return answer(body, media, query)
+        return await run_in_threadpool(answer, body, media, query)
 
     @app.get("/model", summary="Model metadata")
     def model_info() -> dict:
@@ -245,6 +304,18 @@ def _too_large(error, limit: int) -> Response:
         413,
         f"the request body exceeds the limit of {limit} bytes; split the batch into "
         "smaller requests",
+    )
+
+
+def _unsupported(media: str) -> str:
+    """The 415 message for a request body of this media type."""
+    hint = ""
+    if media == "application/x-www-form-urlencoded":
+        hint = " (curl -d sends this unless told: add -H 'Content-Type: application/json')"
+    return (
+        f"the Content-Type {media!r:.80} is not supported{hint}; send application/json (a JSON "
+        f"object, also when no Content-Type is given) or {NPY} (the bytes np.save writes, "
+        "options in the query string)"
     )
 
 

@@ -6,9 +6,12 @@ the model's column names, so the OpenAPI document states the model's own shape.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import math
+from collections.abc import Iterable, Sequence
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -23,14 +26,20 @@ from ..data import MAX_ABS
 
 __all__ = [
     "MAX_SEED",
+    "OPTIONS",
     "ErrorResponse",
     "PredictResponse",
     "error_messages",
+    "query_options",
+    "query_parameters",
     "request_model",
+    "value_errors",
 ]
 
 MAX_SEED = 2**32 - 1
 _FIELDS = "rows or records, temperature, seed, proba"
+#: The options a query string may give: those of an NPY body, defaults for a JSON body's.
+OPTIONS = ("temperature", "seed", "proba")
 
 #: One value of a row: a JSON number (not a string or a boolean), finite, |value| <= 1e150.
 Value = Annotated[float, Strict(), Field(allow_inf_nan=False, ge=-MAX_ABS, le=MAX_ABS)]
@@ -112,6 +121,62 @@ def request_model(columns: Sequence[str], max_rows: int) -> type[_PredictBase]:
             Field(None, description=f"The batch as objects keyed by {columns}.", **limits),
         ),
     )
+
+
+def query_options(items: Iterable[tuple[str, str]]) -> dict[str, object]:
+    """The options in a query string's (name, value) pairs, each value read as a JSON scalar
+    (`1` -> 1, `true` -> True, `null` -> None) or else kept as text, so that the request schema
+    judges them as it judges a JSON body's. ValueError for an unknown or repeated name."""
+    out: dict[str, object] = {}
+    for name, text in items:
+        if name not in OPTIONS:
+            raise ValueError(
+                f"unknown query parameter {name!r:.60}; the parameters are {', '.join(OPTIONS)}"
+            )
+        if name in out:
+            raise ValueError(f"the query parameter {name!r} is given twice; give it once")
+        out[name] = _scalar(text)
+    return out
+
+
+def _scalar(text: str) -> object:
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return text
+    return value if value is None or isinstance(value, bool | int | float) else text
+
+
+def query_parameters() -> list[dict]:
+    """The options as OpenAPI query parameters (the request body's fields, for NPY bodies)."""
+    schemas = {
+        "temperature": {"type": "integer", "enum": [0, 1], "default": 0},
+        "seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED},
+        "proba": {"type": "boolean", "default": True},
+    }
+    fields = _PredictBase.model_fields
+    return [
+        {"name": name, "in": "query", "required": False, "schema": schemas[name]}
+        | {"description": fields[name].description}
+        for name in OPTIONS
+    ]
+
+
+def value_errors(x: np.ndarray) -> list[dict]:
+    """The error pydantic gives for the first value of the rows x (N, D) that `Value` rejects
+    (not finite, or over MAX_ABS in magnitude), for `error_messages`; [] when all pass."""
+    magnitude = np.abs(x)
+    if magnitude.max() <= MAX_ABS:  # False for NaN
+        return []
+    i, j = (int(k) for k in np.argwhere(~(magnitude <= MAX_ABS))[0])
+    value = float(x[i, j])
+    if not math.isfinite(value):
+        kind, msg = "finite_number", "Input should be a finite number"
+    elif value > 0:
+        kind, msg = "less_than_equal", f"Input should be less than or equal to {MAX_ABS}"
+    else:
+        kind, msg = "greater_than_equal", f"Input should be greater than or equal to {-MAX_ABS}"
+    return [{"type": kind, "loc": ("rows", i, j), "msg": msg, "input": value}]
 
 
 class PredictResponse(BaseModel):
