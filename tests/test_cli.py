@@ -177,3 +177,43 @@ def test_every_command_has_help_with_an_example():
     for args in (["--help"], ["demo", "--help"], ["fit", "--help"], ["select", "--help"]):
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 0 and "Example" in result.output
+
+
+def test_workflow_without_posterior_never_runs_nuts(monkeypatch):
+    from bayesmix import workflow
+
+    def no_nuts(*args, **kwargs):
+        raise AssertionError("sample_nuts was called")
+
+    monkeypatch.setattr(workflow, "sample_nuts", no_nuts)
+    w = workflow.run_workflow(bm.SEED_DATA, workflow.Settings(posterior=False))
+    assert w.posterior is None and "nuts" not in w.timings
+    summary = w.summary()
+    assert summary["posterior"] is None and summary["settings"]["posterior"] is False
+    assert "diagnostics" not in json.dumps(summary)
+    assert workflow.report(w).endswith("Posterior: not sampled (MAP only).")
+    assert not {"trace.png", "posterior_locs.png"} & set(workflow.figures(w))
+
+
+@pytest.mark.parametrize(
+    ("threshold", "extra", "hinted"),
+    [(5, [], True), (6, [], False), (5, ["--no-posterior"], False), (5, ["-q"], False)],
+)
+def test_fit_warns_before_nuts_on_large_data(tmp_path, monkeypatch, threshold, extra, hinted):
+    from bayesmix import cli, workflow
+    from bayesmix.errors import FitError
+
+    def stop(*args, **kwargs):  # NUTS itself is not under test: stop where it would start
+        raise FitError("NUTS would start here")
+
+    monkeypatch.setattr(cli, "LARGE_NUTS_ROWS", threshold)
+    monkeypatch.setattr(workflow, "sample_nuts", stop)
+    data = tmp_path / "d.csv"
+    data.write_text("x\n0\n1\n10\n11\n12\n")
+    result = CliRunner().invoke(main, ["fit", str(data), "--k", "2", *extra])
+    assert result.exit_code == (0 if "--no-posterior" in extra else 1), result.output
+    hint = "NUTS makes a pass over all 5 rows per leapfrog step"
+    assert (hint in result.stderr) == hinted and hint not in result.stdout
+    if hinted:
+        assert "--no-posterior fits the MAP only" in result.stderr
+        assert result.stderr.index(hint) < result.stderr.index("MAP fit")

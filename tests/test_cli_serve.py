@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 import bayesmix as bm
 from bayesmix.cli import main
+from bayesmix.serve.batch import describe
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 CHROMIUM_FLAGS = [
@@ -80,6 +81,39 @@ def test_fit_save_writes_the_map_fit_and_the_draws(saved):
     assert model.meta["settings"]["n"] == 5 and model.meta["settings"]["draws"] == 20
     direct = bm.fit_map(bm.SEED_DATA, 2)
     np.testing.assert_array_equal(model.fit.params.locs, direct.params.locs)
+
+
+def test_fit_no_posterior_saves_the_map_only(saved):
+    """--no-posterior: the same MAP, classification and local probabilities as the whole
+    workflow, no posterior anywhere, and a model file that loads, predicts and describes."""
+    _, new, tmp = saved
+    data = tmp / "train.csv"
+    args = ["fit", data, "--k", "2", "--column", "value", "--chains", "2", "--warmup", "50"]
+    args += ["--draws", "20", "-q"]
+    full = _run(*args, "--out", tmp / "full", "--no-figures")
+    assert full.exit_code == 0, full.output
+    model, out = tmp / "map-only.bmx", tmp / "map-only"
+    result = _run(*args, "--no-posterior", "--out", out, "--save", model)
+    assert result.exit_code == 0, result.output
+    assert "Posterior: not sampled (MAP only)." in result.stdout
+    summary, reference = (json.loads((d / "summary.json").read_text()) for d in (out, tmp / "full"))
+    assert summary["posterior"] is None and summary["settings"]["posterior"] is False
+    assert set(summary) == set(reference) and "nuts" not in summary["timings_s"]
+    for key in ("map", "classification", "membership_probabilities", "local_probabilities"):
+        assert summary[key] == reference[key], key
+    names = {p.name for p in out.iterdir()}
+    assert {"summary.json", "map_loss.png", "mixture_density.png"} <= names
+    assert not {"trace.png", "posterior_locs.png"} & names
+
+    saved_model = bm.load(model)
+    assert saved_model.posterior is None and saved_model.meta["fit_method"] == "map"
+    assert describe(saved_model)["posterior"] is None
+    np.testing.assert_array_equal(saved_model.fit.params.locs, summary["map"]["locs"])
+    labels = tmp / "map-only.csv"
+    result = _run("predict", model, new, "--out", labels)
+    assert result.exit_code == 0, result.output
+    expected = bm.predict(saved_model.fit, NEW).tolist()
+    assert [int(v) for v in _read_csv(labels)["label"]] == expected
 
 
 @pytest.mark.parametrize(("temperature", "seed"), [("0", "0"), ("1", "0"), ("1", "99")])

@@ -12,6 +12,9 @@ import click
 
 from .errors import BayesmixError
 
+#: From this many rows on, `fit` and `demo` warn that NUTS may take long (see --no-posterior).
+LARGE_NUTS_ROWS = 100_000
+
 
 def _options(*options: Callable) -> Callable[[Callable], Callable]:
     """A decorator applying click options in the order given."""
@@ -39,10 +42,15 @@ def _workflow_options(fn: Callable) -> Callable:
             "save",
             type=click.Path(dir_okay=False, path_type=Path),
             default=None,
-            help="Also save the fitted model (MAP and posterior draws) to this file, e.g. "
-            "model.bmx, for `bayesmix predict` and `bayesmix serve`.",
+            help="Also save the fitted model (MAP, and posterior draws unless --no-posterior) "
+            "to this file, e.g. model.bmx, for `bayesmix predict` and `bayesmix serve`.",
         ),
         click.option("--no-figures", is_flag=True, help="Write summary.json only."),
+        click.option(
+            "--no-posterior",
+            is_flag=True,
+            help="Skip NUTS and what needs its draws: fit the MAP only (for large data).",
+        ),
         *_MODEL_OPTIONS,
         click.option(
             "--n-init",
@@ -180,6 +188,7 @@ def fit(data: Path, k: int, column: str | None, **options) -> None:
     Example:
         bayesmix fit measurements.csv --k 3 --column length --out results
         bayesmix fit measurements.csv --k 3 --save model.bmx
+        bayesmix fit big.parquet --k 5 --no-posterior --save model.bmx   # MAP only
     """
     x, names = _read_fit_data(data, column)
     options["priors"] = options["priors"] or "auto"
@@ -204,6 +213,7 @@ def _run(
     out,
     save,
     no_figures,
+    no_posterior,
     covariance,
     family,
     df,
@@ -242,7 +252,13 @@ def _run(
         draws=draws,
         target_accept=target_accept,
         seed=seed,
+        posterior=not no_posterior,
     )
+    if settings.posterior and x.shape[0] >= LARGE_NUTS_ROWS:
+        say(
+            f"Note: NUTS makes a pass over all {x.shape[0]:,} rows per leapfrog step and may "
+            "take long; --no-posterior fits the MAP only."
+        )
     w = run_workflow(x, settings, columns, progress=say)
     model = None if save is None else _model_bytes(w)  # encoded before anything is written
     click.echo(report(w))

@@ -2,7 +2,8 @@
 
 `run_workflow` computes everything and returns a `Workflow`; `write_outputs` then writes the
 figures and `summary.json`, each file atomically and only after every step has succeeded, so a
-failed run leaves earlier results intact.
+failed run leaves earlier results intact. `Settings(posterior=False)` skips NUTS (and what
+needs its draws): the MAP-only workflow for data too large for NUTS's passes over every row.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class Settings:
     draws: int = 1000
     target_accept: float = 0.95
     seed: int = 0
+    posterior: bool = True  # False: no NUTS, the MAP fit only
 
 
 @dataclass
@@ -58,7 +60,7 @@ class Workflow:
     labels: np.ndarray
     probs: np.ndarray
     local: LocalPosterior
-    posterior: Posterior
+    posterior: Posterior | None  # None: Settings(posterior=False)
     grid: np.ndarray | None = None
     grid_labels: np.ndarray | None = None
     zoom: np.ndarray | None = None
@@ -77,7 +79,7 @@ class Workflow:
             "classification": self.labels.tolist(),
             "membership_probabilities": self.probs.tolist(),
             "local_probabilities": self.local.probs.tolist(),
-            "posterior": self.posterior.to_dict(),
+            "posterior": None if self.posterior is None else self.posterior.to_dict(),
             "timings_s": self.timings,
         }
         if self.grid is not None:
@@ -160,22 +162,24 @@ def run_workflow(
         f"Local variational posterior: {s.local_steps} steps",
         lambda: fit_local(fit, x, steps=s.local_steps),
     )
-    posterior = stage(
-        "nuts",
-        f"Collapsed NUTS: {s.chains} chains x ({s.warmup} warm-up + {s.draws} draws)",
-        lambda: sample_nuts(
-            x,
-            s.k,
-            **model,
-            priors=priors,
-            chains=s.chains,
-            warmup=s.warmup,
-            draws=s.draws,
-            init=s.init,
-            target_accept=s.target_accept,
-            seed=s.seed,
-        ),
-    )
+    posterior = None
+    if s.posterior:
+        posterior = stage(
+            "nuts",
+            f"Collapsed NUTS: {s.chains} chains x ({s.warmup} warm-up + {s.draws} draws)",
+            lambda: sample_nuts(
+                x,
+                s.k,
+                **model,
+                priors=priors,
+                chains=s.chains,
+                warmup=s.warmup,
+                draws=s.draws,
+                init=s.init,
+                target_accept=s.target_accept,
+                seed=s.seed,
+            ),
+        )
     timings["total"] = time.perf_counter() - t0
     n, g = len(x), 0 if grid is None else len(grid)
     return Workflow(
@@ -209,8 +213,9 @@ def figures(w: Workflow) -> dict:
         "local_gradient_norms.png": plot.gradient_norms(
             w.local.grad_norms, "Gradient norms of the local guide"
         ),
-        "trace.png": plot.trace(w.posterior),
     }
+    if w.posterior is not None:
+        figs["trace.png"] = plot.trace(w.posterior)
     figs["membership_uncertainty.png"] = plot.membership_uncertainty(w.x, w.probs)
     if w.x.shape[1] > 1:
         figs["pairwise.png"] = plot.pairwise(w.fit, w.x, w.labels)
@@ -221,7 +226,7 @@ def figures(w: Workflow) -> dict:
             w.zoom, w.zoom_labels, w.zoom_probs
         )
         figs["assignment_probabilities.png"] = plot.assignment_probabilities(w.local, w.x, w.fit)
-        if w.fit.k >= 2:
+        if w.fit.k >= 2 and w.posterior is not None:
             figs["posterior_locs.png"] = plot.posterior_locs(w.posterior)
     return figs
 
@@ -265,6 +270,10 @@ def report(w: Workflow) -> str:
         f"Classification (MAP component of each row): {_fmt(w.labels)}",
         "Local variational probabilities q(z_n = k):",
         *(f"  {row}" for row in _fmt(w.local.probs).splitlines()),
+    ]
+    if post is None:
+        return "\n".join([*lines, "Posterior: not sampled (MAP only)."])
+    lines += [
         f"Posterior (collapsed NUTS, {post.num_chains} chains x {post.num_draws} draws; "
         "components relabeled by Stephens' algorithm):",
         f"  {'quantity':<12} {'mean':>9} {'sd':>9} {'5%':>9} {'95%':>9} {'ESS':>7} {'R-hat':>6}",
