@@ -24,11 +24,11 @@ from blackjax.smc import adaptive_tempered, resampling, tempered
 from jax.flatten_util import ravel_pytree
 
 from .._jit import sized_jit
-from ..enumerate import log_likelihood
 from ..errors import FitError, SpecError
 from ..model import Priors, log_prior
 from ..result import Posterior, posterior_diagnostics
 from ..simulate import sample_prior
+from . import fisher
 from .problem import problem, whole
 
 __all__ = ["SMC_MAX_BYTES", "sample_smc"]
@@ -77,8 +77,9 @@ def _smc_program(
     def logprior(u):
         return log_prior(model.from_unconstrained(u), priors) + model.log_abs_det_jacobian(u)
 
-    def loglik(u):
-        return log_likelihood(model.from_unconstrained(u), x)
+    def loglik(u):  # with its gradient by Fisher's identity (fisher.log_joint minus the prior)
+        p = model.from_unconstrained(u)
+        return fisher.log_joint(model, p, x, priors) - log_prior(p, priors)
 
     hmc = blackjax.hmc.build_kernel()
 
