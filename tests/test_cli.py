@@ -217,3 +217,29 @@ def test_fit_warns_before_nuts_on_large_data(tmp_path, monkeypatch, threshold, e
     if hinted:
         assert "--no-posterior fits the MAP only" in result.stderr
         assert result.stderr.index(hint) < result.stderr.index("MAP fit")
+
+
+def test_console_script_exits_with_the_commands_status(tmp_path):
+    # `entry` leaves with os._exit after the command: the status, the output and the files
+    # must be those of `main`.
+    import subprocess
+    import sys
+
+    def run(*args):
+        code = "import sys; from bayesmix.cli import entry; sys.argv[0] = 'bayesmix'; entry()"
+        return subprocess.run(
+            [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120
+        )
+
+    ok = run("--version")
+    assert ok.returncode == 0 and "bayesmix, version" in ok.stdout
+    missing = run("fit", str(tmp_path / "none.csv"), "--k", "2")
+    assert missing.returncode == 1 and "file not found" in missing.stderr
+    usage = run("fit")
+    assert usage.returncode == 2 and "Missing argument 'DATA'" in usage.stderr
+    data = tmp_path / "d.csv"
+    data.write_text("x\n" + "\n".join(map(str, [0.0, 1.0, 10.0, 11.0, 12.0, 0.5, 11.5])) + "\n")
+    model = tmp_path / "m.bmx"
+    fit = run("fit", str(data), "--k", "2", "--no-posterior", "--no-figures", "--save", str(model))
+    assert fit.returncode == 0, fit.stderr
+    assert "MAP" in fit.stdout and bm.load(model).posterior is None
