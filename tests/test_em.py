@@ -240,3 +240,29 @@ def test_start_from_given_parameters():
 def test_bad_options_are_refused_clearly(kwargs, message):
     with pytest.raises(bm.SpecError, match=message):
         fit_em(bm.SEED_DATA, **kwargs)
+
+
+def test_init_sample_is_uniform_and_takes_memory_of_its_own_size_only():
+    import tracemalloc
+
+    from scipy import stats
+
+    from bayesmix.infer.em import sample_indices
+
+    # Uniform: every row is drawn with probability size / n (both branches: n >> size and
+    # n close to size). Chi-square over the inclusion counts of 400 draws, p > 0.001.
+    for n, size in ((1000, 100), (120, 100)):
+        counts = np.zeros(n)
+        for seed in range(400):
+            idx = sample_indices(n, size, seed)
+            assert len(np.unique(idx)) == size and np.all(np.diff(idx) > 0)
+            counts[idx] += 1
+        expected = 400 * size / n
+        chi2 = np.sum((counts - expected) ** 2 / (expected * (1 - size / n)))
+        assert stats.chi2.sf(chi2, n - 1) > 0.001, (n, size, chi2)
+    # Memory: O(size), not O(n) (NumPy's choice permuted all 1e6 rows: 9.8 MiB peak).
+    tracemalloc.start()
+    sample_indices(1_000_000, 100_000, 0)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 4 * 2**20
