@@ -104,15 +104,14 @@ def _over_components(op, a: jnp.ndarray) -> jnp.ndarray:
     return a[0]
 
 
-def _distances(params: Params, xc: jnp.ndarray, c: jnp.ndarray, feats: jnp.ndarray):
+def _distances(params: Params, xc: jnp.ndarray, c: jnp.ndarray, feats: jnp.ndarray | None):
     """(squared Mahalanobis distances (K, B), half log det of each covariance (K,)) of rows
     xc = x - c (B, D), components by rows.
 
     Diagonal covariances: the features [xc^2, xc] (B, 2D) times [1 / var, -2 (locs - c) /
     var] (2D, K) (for D <= 2, without features, the differences are formed directly, exact for
-    far-away points);
-    full / tied: every component's whitening L_k^-1 applied to xc in one (B, D) x (D, K D)
-    product.
+    far-away points); full / tied: every component's whitening L_k^-1 applied to xc in one
+    (B, D) x (D, K D) product.
     """
     k, d = params.locs.shape
     s = jnp.asarray(params.scale)
@@ -145,7 +144,7 @@ def _block_stats(
     with XLA's reductions over a short K axis (measured at 1e4-1e6 rows: 1.6-2x for D = 1,
     1.2-1.4x for D = 2 and full covariances, 1.1-1.2x for D = 10).
     """
-    b, d = x.shape
+    d = x.shape[-1]
     xc = x - c
     # Features [xc^2, xc] (B, 2D) for D > 2; for D <= 2 the products are taken separately
     # (measured at 1e6 x 1: the concatenation cost as much as the rest of the E-step).
