@@ -170,7 +170,9 @@ def sample_nuts(
         priors,
         jax.random.key(seed),
         u_init,
-        work=x.size * model.k * chains * (warmup + draws) // 1000,  # long runs: optimized build
+        # Every step is a pass over the rows: all but tiny runs get the optimized build (3.6x
+        # faster at N = 1e4, D = 2, K = 3 for 1.5 s more compile; the seed stays cheap).
+        work=x.size * model.k * chains * (warmup + draws),
         model=model,
         chains=int(chains),
         warmup=int(warmup),
