@@ -76,7 +76,7 @@ def fit_local(
             x,
             fit.priors,
             *opt,
-            work=x.size * fit.k,
+            work=x.size * fit.k * steps,  # every step is a pass over the rows
             steps=steps,
         )
     )
