@@ -125,9 +125,7 @@ def create_app(
         detail = items[0]["message"] + (f" (and {more} more error(s))" if more > 0 else "")
         return error(422, detail, items)
 
-    def from_json(
-        body: bytes, options: dict, _: BaseModel
-    ) -> tuple[np.ndarray, BaseModel] | Response:
+    def from_json(body: bytes, options: dict) -> tuple[np.ndarray, BaseModel] | Response:
         """(rows, request) of a JSON body (the query's options are defaults), or the 422."""
         if not body.strip():
             return error(422, 'the request body is empty; send a JSON object: {"rows": [[0.5]]}')
@@ -150,7 +148,7 @@ def create_app(
         x = np.fromiter(itertools.chain.from_iterable(rows), np.float64, len(rows) * d)
         return x.reshape(len(rows), d), req
 
-    def from_npy(body: bytes, _: dict, req: BaseModel) -> tuple[np.ndarray, BaseModel] | Response:
+    def from_npy(body: bytes, req: BaseModel) -> tuple[np.ndarray, BaseModel] | Response:
         """(rows, request) of an NPY body with the query's options (`req`), or the 422."""
         try:
             x = read_rows(body, columns, max_rows)
@@ -159,12 +157,9 @@ def create_app(
         bad = value_errors(x)
         return invalid(bad) if bad else (x, req)
 
-    readers = {"": from_json, "application/json": from_json, NPY: from_npy}
-
     def answer(body: bytes, media: str, query: list[tuple[str, str]]) -> Response:
         """The response to a /predict body (small ones on the event loop, else in a thread)."""
-        read = readers.get(media)
-        if read is None:
+        if media not in ("", "application/json", NPY):
             return error(415, _unsupported(media))
         try:  # the query's options, checked by the JSON body's rules and in its words
             options = query_options(query)
@@ -173,7 +168,7 @@ def create_app(
             return invalid(exc.errors(include_url=False))
         except ValueError as exc:
             return error(422, str(exc))
-        parsed = read(body, options, defaults)
+        parsed = from_npy(body, defaults) if media == NPY else from_json(body, options)
         if isinstance(parsed, Response):
             return parsed
         x, req = parsed
