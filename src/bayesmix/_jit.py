@@ -108,11 +108,22 @@ class sized_jit:  # noqa: N801 (used like jax.jit)
         self._loaded: dict[tuple, Callable | None] = {}
 
     def __call__(self, *args, work: int, **static):
+        fn, call_args, call_static = self._resolve(args, work, static)
+        return fn(*call_args, **call_static)
+
+    def compile(self, *args, work: int, **static) -> None:
+        """Compile (or load) the program for these arguments without running it, so that
+        calls from several threads at once share one compilation."""
+        fn, call_args, call_static = self._resolve(args, work, static)
+        fn.lower(*call_args, **call_static).compile()
+
+    def _resolve(self, args: tuple, work: int, static: dict) -> tuple[Callable, tuple, dict]:
+        """(the compiled function, its positional arguments, its static ones) for a call."""
         # The cheap build is a CPU measurement: elsewhere compile time is not the bottleneck.
         small = work < self._small_work and jax.default_backend() == "cpu"
         plain = self._small if small else self._large
         if _EXPORT_DIR is None:
-            return plain(*args, **static)
+            return plain, args, static
         leaves, tree = jax.tree.flatten(args)
         keys = [_is_key(leaf) for leaf in leaves]
         # device_put, not jnp.asarray: for NumPy input the latter compiles a copy program per
@@ -132,7 +143,7 @@ class sized_jit:  # noqa: N801 (used like jax.jit)
             except Exception:  # noqa: BLE001 - the cache must never break a computation
                 self._loaded[signature] = None
         call = self._loaded[signature]
-        return plain(*args, **static) if call is None else call(*flat)
+        return (plain, args, static) if call is None else (call, tuple(flat), {})
 
     def _load_or_export(self, signature: tuple, keys: list, flat: list, static: dict) -> Callable:
         from .io import atomic_write
