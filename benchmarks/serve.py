@@ -11,9 +11,10 @@ its answers are checked to be the JSON bodies' byte for byte. The sklearn baseli
 only.
 Each runs in its own process on 127.0.0.1; one client (this process, keep-alive connection)
 sends request bodies encoded in advance, one at a time. Per batch size (1, 100, 10,000 rows):
-warm-up requests, then a fixed number of requests or until the time limit, alternating the two
-servers batch size by batch size. Reported: latency p50 / p99 (ms, request sent to response
-read) and rows per second (rows x requests / wall time). Everything stops by itself.
+warm-up requests, then a fixed number of requests per series or until the time limit, the
+series interleaved request by request (so a burst of load from elsewhere hits all of them alike).
+Reported: latency p50 / p99 (ms, request sent to response read) and rows per second (rows x
+requests / the series' summed latency). Everything stops by itself.
 
 Run from the repository root (needs the `serve` extra and scikit-learn):
     .venv/bin/python benchmarks/serve.py
@@ -108,30 +109,42 @@ def _post(conn: http.client.HTTPConnection, body: bytes, content_type: str = JSO
 
 
 def measure(
-    port: int, body: bytes, rows: int, n: int, warmup: int, limit: float, content_type: str = JSON
+    series: list[tuple[str, int, bytes, str]], rows: int, n: int, warmup: int, limit: float
 ) -> dict:
-    """Latencies of up to n sequential requests (after `warmup`), stopping at `limit` s."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    for _ in range(warmup):
-        _post(conn, body, content_type)
-    latencies = []
+    """Latencies of up to n requests per series (name, port, body, content type), sent in
+    rounds that take one request from every series in turn (the order rotating), so that all
+    series see the same machine load; stops after `limit` s per series. rows/s: rows x
+    requests / the series' summed latency (its requests are sequential)."""
+    conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=120) for _, port, *_ in series]
+    for conn, (_, _, body, content_type) in zip(conns, series, strict=True):
+        for _ in range(warmup):
+            _post(conn, body, content_type)
+    latencies: list[list[float]] = [[] for _ in series]
     start = time.perf_counter()
-    while len(latencies) < n and time.perf_counter() - start < limit:
-        t = time.perf_counter()
-        _post(conn, body, content_type)
-        latencies.append(time.perf_counter() - t)
-    wall = time.perf_counter() - start
-    conn.close()
-    ms = np.asarray(latencies) * 1e3
-    return {
-        "rows": rows,
-        "requests": len(latencies),
-        "p50_ms": float(np.percentile(ms, 50)),
-        "p99_ms": float(np.percentile(ms, 99)),
-        "rows_per_s": rows * len(latencies) / wall,
-        "wall_s": wall,
-        "stopped_by_time_limit": len(latencies) < n,
-    }
+    rounds = 0
+    while rounds < n and time.perf_counter() - start < limit * len(series):
+        for j in range(len(series)):
+            i = (j + rounds) % len(series)
+            _, _, body, content_type = series[i]
+            t = time.perf_counter()
+            _post(conns[i], body, content_type)
+            latencies[i].append(time.perf_counter() - t)
+        rounds += 1
+    for conn in conns:
+        conn.close()
+    out = {}
+    for (name, *_), lat in zip(series, latencies, strict=True):
+        ms = np.asarray(lat) * 1e3
+        out[name] = {
+            "rows": rows,
+            "requests": len(lat),
+            "p50_ms": float(np.percentile(ms, 50)),
+            "p99_ms": float(np.percentile(ms, 99)),
+            "rows_per_s": rows * len(lat) / float(np.sum(lat)),
+            "busy_s": float(np.sum(lat)),
+            "stopped_by_time_limit": len(lat) < n,
+        }
+    return out
 
 
 def npy_bytes(x: np.ndarray) -> bytes:
@@ -225,14 +238,16 @@ def main() -> None:
             agree[n] = float(
                 np.mean(np.equal(answers["bayesmix"]["labels"], answers["sklearn"]["labels"]))
             )
-            series = [("bayesmix", body, JSON), ("sklearn", body, JSON)]
+            series = [
+                ("bayesmix", ports["bayesmix"], body, JSON),
+                ("sklearn", ports["sklearn"], body, JSON),
+            ]
             if n in NPY_SIZES:
                 conn = http.client.HTTPConnection("127.0.0.1", ports["bayesmix"])
                 npy_same[n] = _post(conn, npy, NPY) == _post(conn, body)
-                series.insert(1, ("bayesmix-npy", npy, NPY))
-            for name, content, content_type in series:
-                port = ports[name.removesuffix("-npy")]
-                r = measure(port, content, n, counts[n], args.warmup, args.time_limit, content_type)
+                series.insert(1, ("bayesmix-npy", ports["bayesmix"], npy, NPY))
+            measured = measure(series, n, counts[n], args.warmup, args.time_limit)
+            for name, r in measured.items():
                 results[name].append(r)
                 print(
                     f"{name:>12} {n:>6} rows: {r['requests']:>5} requests, "
