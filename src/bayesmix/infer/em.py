@@ -235,6 +235,22 @@ def _initial_params(
     return params, np.asarray(losses), int(best)
 
 
+def device_rows(x: np.ndarray) -> list[jax.Array]:
+    """x (N, D) as device arrays of consecutive rows, on the CPU the caller's memory itself
+    where it can be: JAX reads host memory in place only from a 64-byte aligned address, and
+    NumPy's large arrays start 16 bytes past one. The rows before the first aligned row (at
+    most 63) are copied, the rest are not; one copy of x where no row is aligned. Statistics
+    are sums over rows: the E-step adds those of the pieces."""
+    start = x.ctypes.data % 64
+    if jax.default_backend() != "cpu" or not x.flags.c_contiguous or start == 0 or len(x) < 64:
+        return [jax.device_put(x, may_alias=True)]
+    row = x.strides[0]
+    head = next((r for r in range(1, 64) if (start + r * row) % 64 == 0), None)
+    if head is None:
+        return [jax.device_put(x)]
+    return [jax.device_put(x[:head]), jax.device_put(x[head:], may_alias=True)]
+
+
 def sample_indices(n_rows: int, size: int, seed: int) -> np.ndarray:
     """The rows the initialization is drawn from: all of them in order when n_rows <= size,
     else `size` distinct rows chosen uniformly (sorted), by global row index."""
@@ -337,14 +353,15 @@ def fit_em(
     block = block_rows(model.k, d, moment)
 
     if source is None:
-        # No copy where possible: on the CPU the device array is the caller's own memory when
-        # x already has dtype dt and 64-byte alignment (JAX only reads it).
-        xd = jax.device_put(np.asarray(x, dt), may_alias=True)
+        pieces = device_rows(np.asarray(x, dt))
 
         def e_step(p: Params, c: np.ndarray) -> Stats:
-            return estep(
-                p, xd, n, jnp.asarray(c), moment=moment, block=block, work=n * d * model.k * RUNS
-            )
+            c = jnp.asarray(c)
+            parts = [
+                estep(p, xd, len(xd), c, moment=moment, block=block, work=xd.size * model.k * RUNS)
+                for xd in pieces
+            ]
+            return jax.tree.map(lambda *v: sum(v[1:], v[0]), *parts)
     else:
         e_step = partial(source.stats, moment=moment, block=block, dtype=dt)
 
