@@ -15,10 +15,14 @@ import numpy as np
 
 from .errors import DataError
 
-__all__ = ["SEED_DATA", "as_data", "csv_columns", "read_csv", "read_parquet"]
+__all__ = ["LARGE", "SEED_DATA", "as_data", "csv_columns", "read_csv", "read_parquet"]
 
 #: The five points of Pyro's Gaussian-mixture tutorial.
 SEED_DATA = np.array([[0.0], [1.0], [10.0], [11.0], [12.0]])
+
+#: From this many values (rows x columns) on, data are large: fits compute in float32 (dtype
+#: "auto") and in-memory arrays are checked chunk by chunk, without a float64 copy.
+LARGE = 1_000_000
 
 # Squared distances of values up to this magnitude stay finite in float64 (and the
 # fitted scale, locs and densities too); beyond it, results would overflow.

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .data import MAX_ABS, as_data
+from .data import LARGE, MAX_ABS, as_data
 from .errors import DataError, SpecError
 from .infer.estep import RUNS, Stats, estep
 from .model import Params
@@ -587,8 +587,9 @@ def as_matrix(data: object) -> tuple[np.ndarray, Scan | None]:
     arr = data if isinstance(data, np.ndarray) else None
     if arr is None and hasattr(data, "__array__") and hasattr(data, "shape"):
         arr = np.asarray(data)
-    if arr is None or arr.size < (1 << 20) or arr.ndim not in (1, 2):
+    if arr is None or arr.size < LARGE or arr.ndim not in (1, 2):
         return as_data(data), None
     arr = arr[:, None] if arr.ndim == 1 else arr
-    scan = ArraySource(arr, chunk_rows=max(1024, (1 << 19) // arr.shape[1])).scan()
+    # Chunks of 64K values: the checks' float64 temporaries stay well under the data's size.
+    scan = ArraySource(arr, chunk_rows=max(256, (1 << 16) // arr.shape[1])).scan()
     return arr, scan

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._jit import sized_jit
+from ..data import LARGE
 from ..errors import FitError, SpecError
 from ..model import Init, Mixture, Params, Priors, check_k, check_priors
 from ..result import MAPResult
@@ -42,9 +43,6 @@ from .mstep import expected_log_joint, update
 from .problem import check_init, whole
 
 __all__ = ["FitInterrupted", "LARGE", "fit_em", "priors_from_moments", "resolve_dtype"]
-
-#: From this many values (rows x columns) on, dtype="auto" computes in float32.
-LARGE = 1 << 20
 
 
 class FitInterrupted(UserWarning):
@@ -308,7 +306,7 @@ def fit_em(
     init_params : start from these parameters (or a fit's) instead
     max_iter : E-steps at most
     tol : converged when the objective changed by at most tol per row between iterations
-    dtype : "auto" (float32 from 2**20 values on, else the JAX default), "float32", "float64";
+    dtype : "auto" (float32 from a million values on, else the JAX default), "float32", "float64";
         statistics are always summed in float64 when 64-bit JAX is enabled
     columns : the columns to read from files or DataFrames (default: every column)
     chunk_rows, memory_budget : rows per chunk for chunked data, or a memory budget in bytes
