@@ -91,6 +91,20 @@ def test_records_and_rows_agree(client2, model2):
     assert a["probabilities"] == bm.predict_proba(model2.fit, rows).tolist()
 
 
+def test_plain_rows_answer_as_the_schema_checked_path(client2, model2):
+    """Rows of plain numbers skip the schema's per-value checks; a body with a boolean takes
+    the checked path. Both answer the same, ints as floats; a boolean among the values is
+    refused (NumPy alone would read it as 1)."""
+    rows = [[0, 0.5], [5, 4.0], [2.5, 2]]
+    plain = client2.post("/predict", json={"rows": rows})
+    checked = client2.post("/predict", json={"rows": rows, "proba": True})
+    assert plain.status_code == checked.status_code == 200
+    assert plain.content == checked.content
+    assert plain.json()["probabilities"] == bm.predict_proba(model2.fit, rows).tolist()
+    r = client2.post("/predict", json={"rows": [[True, 1.0]]})
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["rows", 0, 0]
+
+
 def test_model_metadata(client, model):
     r = client.get("/model")
     assert r.status_code == 200
