@@ -193,9 +193,13 @@ def sample_nuts(
     def chain(c: int):
         return jax.device_get(_nuts_chain(x, priors, keys[c], starts[c], **settings))
 
-    # The chains are independent: they run side by side, one per core.
-    with ThreadPoolExecutor(_parallel_chains(chains)) as pool:
+    # The chains are independent: they run side by side, one per core. On Ctrl-C the chains
+    # not yet started are dropped and the interrupt is raised at once.
+    pool = ThreadPoolExecutor(_parallel_chains(chains))
+    try:
         runs = list(pool.map(chain, range(chains)))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
     params, (divergent, accept, steps), energy = jax.tree.map(lambda *c: np.stack(c), *runs)
     params = jax.tree.map(np.asarray, params)
     if not all(np.all(np.isfinite(v)) for v in jax.tree.leaves(params)):
