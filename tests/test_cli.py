@@ -41,6 +41,27 @@ def test_demo_writes_figures_and_summary(demo):
     assert "MAP estimate" in output and "Posterior" in output
 
 
+def test_many_rows_go_to_a_table_beside_the_summary(tmp_path, monkeypatch, seed_fit):
+    """Beyond SUMMARY_ROWS rows the per-row results are a table (summary.json names it), not
+    JSON arrays (a million rows made a 277 MB summary.json); the table holds the same values."""
+    import pyarrow.parquet as pq
+
+    from bayesmix import workflow
+
+    monkeypatch.setattr(workflow, "SUMMARY_ROWS", 4)
+    w = workflow.run_workflow(bm.SEED_DATA, workflow.Settings(posterior=False))
+    workflow.write_outputs(w, tmp_path, with_figures=False)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["rows_file"] == "rows.parquet" and "classification" not in summary
+    table = pq.read_table(tmp_path / "rows.parquet").to_pydict()
+    assert table["label"] == bm.predict(seed_fit, bm.SEED_DATA).tolist()
+    probs = bm.predict_proba(seed_fit, bm.SEED_DATA)
+    local = bm.fit_local(seed_fit, bm.SEED_DATA).probs
+    for j in range(2):
+        np.testing.assert_array_equal(table[f"p{j}"], probs[:, j])
+        np.testing.assert_allclose(table[f"q{j}"], local[:, j], rtol=1e-9)
+
+
 def test_summary_agrees_with_the_library(demo, seed_fit):
     summary = json.loads((demo[0] / "summary.json").read_text())
     m = summary["map"]

@@ -265,7 +265,9 @@ def _run(
     if out is not None:
         say(f"Writing {'summary.json' if no_figures else 'figures and summary.json'} to {out} ...")
         paths = write_outputs(w, out, with_figures=not no_figures)
-        click.echo(f"\nWrote {len(paths)} files to {out}/")
+        tables = [p.name for p in paths if p.suffix in (".csv", ".parquet")]
+        per_row = f" (per-row results: {tables[0]})" if tables else ""
+        click.echo(f"\nWrote {len(paths)} files to {out}/{per_row}")
     if model is not None:
         from .errors import DataError
         from .io import atomic_write

@@ -24,8 +24,13 @@ from .io import atomic_write
 from .model import Priors
 from .predict import predict, predict_proba
 from .result import LocalPosterior, MAPResult, Posterior
+from .serve.tables import table_bytes
 
-__all__ = ["Settings", "Workflow", "report", "run_workflow", "write_outputs"]
+__all__ = ["SUMMARY_ROWS", "Settings", "Workflow", "report", "run_workflow", "write_outputs"]
+
+#: Up to this many rows summary.json holds the per-row results; beyond, they go to a table
+#: beside it (`rows_file`), which summary.json names.
+SUMMARY_ROWS = 10_000
 
 
 @dataclass(frozen=True)
@@ -77,15 +82,41 @@ class Workflow:
             "map": self.fit.to_dict(),
             "best_initial_loss": self.fit.initial_loss,
             "best_init": self.fit.best_init,
-            "classification": self.labels.tolist(),
-            "membership_probabilities": self.probs.tolist(),
-            "local_probabilities": self.local.probs.tolist(),
+            **(
+                {
+                    "classification": self.labels.tolist(),
+                    "membership_probabilities": self.probs.tolist(),
+                    "local_probabilities": self.local.probs.tolist(),
+                }
+                if len(self.x) <= SUMMARY_ROWS
+                else {"rows_file": rows_file()}
+            ),
             "posterior": None if self.posterior is None else self.posterior.to_dict(),
             "timings_s": self.timings,
         }
         if self.grid is not None:
             out["map_boundaries"] = _boundaries(self.grid, self.grid_labels)
         return out
+
+
+def rows_file() -> str:
+    """Where the per-row results of a large data set go: Parquet when pyarrow is installed."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return "rows.csv"
+    return "rows.parquet"
+
+
+def rows_table(w: Workflow) -> dict[str, np.ndarray]:
+    """Per-row results: label (the MAP component), p0.. (membership probabilities) and q0..
+    (local variational probabilities), each (N,)."""
+    k = w.probs.shape[1]
+    return {
+        "label": w.labels,
+        **{f"p{j}": w.probs[:, j] for j in range(k)},
+        **{f"q{j}": w.local.probs[:, j] for j in range(k)},
+    }
 
 
 def _boundaries(grid: np.ndarray, labels: np.ndarray) -> list[list[float]]:
@@ -258,7 +289,11 @@ def write_outputs(w: Workflow, out: Path, with_figures: bool = True) -> list[Pat
             buf = _io.BytesIO()
             fig.savefig(buf, format="png")
             payloads[name] = buf.getvalue()
-    payloads["summary.json"] = json.dumps(w.summary(), indent=1, allow_nan=False).encode()
+    summary = w.summary()
+    payloads["summary.json"] = json.dumps(summary, indent=1, allow_nan=False).encode()
+    if "rows_file" in summary:  # too many rows for JSON: a table beside it
+        name = summary["rows_file"]
+        payloads[name] = table_bytes(rows_table(w), parquet=name.endswith(".parquet"))
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, data in payloads.items():
