@@ -94,9 +94,9 @@ def _workflow_options(fn: Callable) -> Callable:
 _METHOD_OPTION = click.option(
     "--method",
     type=click.Choice(["auto", "em", "adam", "lbfgs"]),
-    default="auto",
-    show_default=True,
-    help="MAP fitter; auto: EM from 10,000 rows on, else Adam (the tutorial's).",
+    default=None,
+    help="MAP fitter; auto: EM from 10,000 rows on, else Adam (the tutorial's). Default: auto "
+    "for demo, em for fit and select (EM converges in tens of passes at any size).",
 )
 
 # --covariance, --family, --df, --priors: the model, for every command that fits one.
@@ -172,6 +172,7 @@ def demo(**options) -> None:
     from .data import SEED_DATA
 
     options["priors"] = options["priors"] or "seed"
+    options["method"] = options["method"] or "auto"
     _run(SEED_DATA, ["x"], k=2, **options)
 
 
@@ -192,6 +193,7 @@ def fit(data: Path, k: int, column: str | None, **options) -> None:
     """
     x, names = _read_fit_data(data, column)
     options["priors"] = options["priors"] or "auto"
+    options["method"] = options["method"] or "em"
     _run(x, names, k=k, **options)
 
 
@@ -397,7 +399,7 @@ def select_command(
         return fit_by_method(
             x,
             k,
-            method=method,
+            method=method or "em",
             steps=steps,
             gradient_options={"final_learning_rate": 1e-3},
             covariance=covariance,
