@@ -83,6 +83,11 @@ def _source_hash() -> str:
     return _SOURCE_HASH
 
 
+# The abstract value jit sees for an argument (shape, dtype, weak type); older JAX has no
+# jax.typeof.
+_typeof = getattr(jax, "typeof", None) or jax.api_util.shaped_abstractify
+
+
 def _is_key(leaf) -> bool:
     return jnp.issubdtype(getattr(leaf, "dtype", None), jax.dtypes.prng_key)
 
@@ -134,7 +139,7 @@ class sized_jit:  # noqa: N801 (used like jax.jit)
             small,
             tuple(sorted(static.items())),
             tree,
-            tuple((jax.typeof(v), k) for v, k in zip(flat, keys, strict=True)),
+            tuple((_typeof(v), k) for v, k in zip(flat, keys, strict=True)),
         )
         if signature not in self._loaded:
             try:
