@@ -47,6 +47,7 @@ def _nuts_chain(x, priors, key, u_given, *, model, warmup, draws, init, target_a
     import blackjax  # lazy: only tracing needs it (bayesmix._jit)
     from blackjax.adaptation.base import get_filter_adapt_info_fn
 
+    @jax.jit  # traced once for its several call sites (adaptation, integrators)
     def logdensity(u):
         return log_density_u(u, model, x, priors)
 
