@@ -8,6 +8,7 @@ needs its draws): the MAP-only workflow for data too large for NUTS's passes ove
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import time
 from collections.abc import Callable
@@ -101,11 +102,7 @@ class Workflow:
 
 def rows_file() -> str:
     """Where the per-row results of a large data set go: Parquet when pyarrow is installed."""
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        return "rows.csv"
-    return "rows.parquet"
+    return "rows.csv" if importlib.util.find_spec("pyarrow") is None else "rows.parquet"
 
 
 def rows_table(w: Workflow) -> dict[str, np.ndarray]:
@@ -146,9 +143,7 @@ def run_workflow(
 
     def stage(name: str, message: str, fn: Callable):
         progress(message + " ...")
-        t = time.perf_counter()
-        value = fn()
-        timings[name] = time.perf_counter() - t
+        value, timings[name] = _timed(fn)
         progress(f"    done in {timings[name]:.2f} s")
         return value
 

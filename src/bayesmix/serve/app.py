@@ -32,7 +32,6 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 
-from ..data import MAX_ABS
 from ..errors import BayesmixError, SpecError
 from ..io import SavedModel, load
 from .batch import classify, describe, jsonable, warm_up
@@ -154,7 +153,7 @@ def create_app(
 
     def plain_rows(body: bytes, rows: object) -> np.ndarray | None:
         """`rows` as an (N, D) float64 array when they are plainly valid (1 to max_rows rows of
-        D JSON numbers, finite, within MAX_ABS), else None: the schema then checks them and
+        D JSON numbers that `value_errors` passes), else None: the schema then checks them and
         words the error. A body with true or false is left to the schema (NumPy reads
         booleans among numbers as 1 and 0; the schema refuses them)."""
         if not isinstance(rows, list) or not 0 < len(rows) <= max_rows:
@@ -168,7 +167,7 @@ def create_app(
         if x.dtype.kind not in "fi" or x.shape != (len(rows), d):
             return None
         x = x.astype(np.float64, copy=False)
-        return x if np.all(np.abs(x) <= MAX_ABS) else None  # (NaN compares False)
+        return None if value_errors(x) else x
 
     def from_npy(body: bytes, req: BaseModel) -> tuple[np.ndarray, BaseModel] | Response:
         """(rows, request) of an NPY body with the query's options (`req`), or the 422."""
