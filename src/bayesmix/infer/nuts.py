@@ -1,8 +1,9 @@
 """Collapsed NUTS: the full posterior of weights, locs and scale, assignments summed out.
 
-BlackJAX's window adaptation (step size + diagonal mass matrix) and NUTS, one compiled program
-per chain; on a CPU the chains run side by side, one per core. The target is the log joint of the
-enumerated model in the unconstrained space plus the log-Jacobian of the constraining maps.
+Stan's window adaptation (step size + diagonal mass matrix, built from BlackJAX's parts) and
+BlackJAX's NUTS kernel, one compiled program per chain; on a CPU the chains run side by side, one
+per core. The target is the log joint of the enumerated model in the unconstrained space plus the
+log-Jacobian of the constraining maps.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from functools import partial
 from operator import itemgetter
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 
@@ -41,37 +43,69 @@ def log_density_u(u: Params, model: Mixture, x: jnp.ndarray, priors: Priors) -> 
     sized_jit, static_argnames=("model", "warmup", "draws", "init", "target_accept", "dense_mass")
 )
 def _nuts_chain(x, priors, key, u_given, *, model, warmup, draws, init, target_accept, dense_mass):
-    """One chain: window adaptation, then `draws` NUTS steps. u_given: the unconstrained start,
-    or None to draw one by `init`. Returns (params, (divergent, acceptance, steps), energy),
-    each with a leading (draws,) axis."""
+    """One chain: Stan's window adaptation for `warmup` steps, then `draws` NUTS steps, in one
+    scan over one NUTS kernel (BlackJAX's `window_adaptation` runs its own kernel, and
+    compiling a second one for the draws doubled the compile). u_given: the unconstrained
+    start, or None to draw one by `init`. Returns (params, (divergent, acceptance, steps),
+    energy), each with a leading (draws,) axis."""
     import blackjax  # lazy: only tracing needs it (bayesmix._jit)
-    from blackjax.adaptation.base import get_filter_adapt_info_fn
-
-    @jax.jit  # traced once for its several call sites (adaptation, integrators)
-    def logdensity(u):
-        return log_density_u(u, model, x, priors)
+    from blackjax.adaptation.mass_matrix import mass_matrix_adaptation
+    from blackjax.adaptation.step_size import dual_averaging_adaptation
+    from blackjax.adaptation.window_adaptation import build_schedule
 
     k_init, k_warm, k_draw = jax.random.split(key, 3)
     if u_given is None:
         u0 = model.to_unconstrained(model.params_from_init(INITS[init](k_init, x, model.k)))
     else:
         u0 = u_given
-    adapt = blackjax.window_adaptation(
-        blackjax.nuts,
-        logdensity,
-        is_mass_matrix_diagonal=not dense_mass,
-        target_acceptance_rate=target_accept,
-        adaptation_info_fn=get_filter_adapt_info_fn(),
-    )
-    (state, tuned), _ = adapt.run(k_warm, u0, num_steps=warmup)
-    kernel = blackjax.nuts(logdensity, **tuned).step
 
-    def step(state, key):
-        state, info = kernel(key, state)
+    @jax.jit  # traced once for its several call sites (the integrator's)
+    def logdensity(u):
+        return log_density_u(u, model, x, priors)
+
+    kernel = blackjax.nuts.build_kernel()
+    mm_init, mm_update, mm_final = mass_matrix_adaptation(not dense_mass)
+    da_init, da_update, da_final = dual_averaging_adaptation(target_accept)
+
+    # Per step: the window (0 fast: step size only, 1 slow: + mass matrix, 2: sampling), the
+    # end of a slow window, the last warm-up step.
+    with jax.ensure_compile_time_eval():  # BlackJAX builds the schedule with jnp
+        schedule = np.asarray(build_schedule(warmup), dtype=np.int32).reshape(-1, 2)
+    window, window_end = schedule.T
+    window = np.concatenate([window, np.full(draws, 2, np.int32)])
+    window_end = np.concatenate([window_end, np.zeros(draws, np.int32)]).astype(bool)
+    last = np.arange(warmup + draws) == warmup - 1
+    keys = jnp.concatenate([jax.random.split(k_warm, warmup), jax.random.split(k_draw, draws)])
+
+    def adapt(da, mm, window, position, acceptance):
+        """Stan's warm-up (as BlackJAX's window_adaptation): dual averaging of the step size;
+        Welford's covariance over each slow window, the step size restarted after it."""
+        da = jax.lax.cond(window == 2, lambda: da, lambda: da_update(da, acceptance))
+        mm = jax.lax.cond(window == 1, lambda: mm_update(mm, position), lambda: mm)
+        return da, mm
+
+    def end_window(da, mm):
+        return da_init(da_final(da)), mm_final(mm)
+
+    def step(carry, xs):
+        state, da, mm, step_size, inverse_mass = carry
+        key, window, window_end, last = xs
+        state, info = kernel(key, state, logdensity, step_size, inverse_mass)
+        da, mm = adapt(da, mm, window, state.position, info.acceptance_rate)
+        da, mm = jax.lax.cond(window_end, end_window, lambda *a: a, da, mm)
+        warming = window != 2
+        step_size = jnp.where(warming, jnp.exp(da.log_step_size), step_size)
+        step_size = jnp.where(last, jnp.exp(da.log_step_size_avg), step_size)
+        inverse_mass = jnp.where(warming, mm.inverse_mass_matrix, inverse_mass)
         stats = (info.is_divergent, info.acceptance_rate, info.num_integration_steps)
-        return state, (model.from_unconstrained(state.position), stats, info.energy)
+        out = (model.from_unconstrained(state.position), stats, info.energy)
+        return (state, da, mm, step_size, inverse_mass), out
 
-    return jax.lax.scan(step, state, jax.random.split(k_draw, draws))[1]
+    mm, da = mm_init(jax.flatten_util.ravel_pytree(u0)[0].size), da_init(1.0)
+    step_size = jnp.ones_like(da.log_step_size)  # BlackJAX's initial step size
+    carry = (blackjax.nuts.init(u0, logdensity), da, mm, step_size, mm.inverse_mass_matrix)
+    out = jax.lax.scan(step, carry, (keys, window, window_end, last))[1]
+    return jax.tree.map(lambda v: v[warmup:], out)
 
 
 def _parallel_chains(chains: int) -> int:
@@ -164,11 +198,12 @@ def sample_nuts(
     if not 0 < target_accept < 1:
         raise SpecError(f"target_accept must be between 0 and 1, got {target_accept}")
     check_init(init)
-    nbytes = chains * draws * model.num_free_parameters(x.shape[1]) * 8
+    nbytes = chains * (warmup + draws) * model.num_free_parameters(x.shape[1]) * 8
     if nbytes > _MAX_DRAW_BYTES:
         raise SpecError(
-            f"{chains} chains x {draws} draws of {model.k} components would need "
-            f"{nbytes / 2**30:.1f} GiB for the draws alone; use fewer chains or draws"
+            f"{chains} chains x ({warmup} + {draws}) steps of {model.k} components would need "
+            f"{nbytes / 2**30:.1f} GiB for the draws alone; use fewer chains, warm-up steps or "
+            "draws"
         )
     u_init = (
         None if init_params is None else check_init_params(init_params, model, x.shape[1], chains)
