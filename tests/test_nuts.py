@@ -83,7 +83,7 @@ def test_chains_side_by_side_draw_what_they_draw_one_after_another(monkeypatch):
 
     kw = dict(chains=3, warmup=30, draws=20, seed=4)
     together = bm.sample_nuts(bm.SEED_DATA, 2, **kw)
-    monkeypatch.setattr(nuts, "_parallel_chains", lambda chains: 1)
+    monkeypatch.setattr(nuts, "cores", lambda: 1)
     alone = bm.sample_nuts(bm.SEED_DATA, 2, **kw)
     for a, b in zip(together.params, alone.params, strict=True):
         if a is not None:

@@ -187,13 +187,21 @@ def _block_stats(
 
 
 def stats(
-    params: Params, x: jnp.ndarray, n_valid: jnp.ndarray, c: jnp.ndarray, *, moment: str, block: int
+    params: Params,
+    x: jnp.ndarray,
+    n_valid: jnp.ndarray,
+    c: jnp.ndarray,
+    first: jnp.ndarray = 0,
+    *,
+    moment: str,
+    block: int,
 ) -> Stats:
-    """Stats of the first `n_valid` rows of x (N, D), in blocks of `block` rows.
+    """Stats of the rows first <= n < n_valid of x (N, D), in blocks of `block` rows.
 
     Blocks are read with a clamped dynamic slice (the last one overlaps its predecessor and
-    masks the rows already counted), so no padded copy of x is made. Each block's statistics
-    are computed in x's dtype and summed in `accumulator_dtype()`.
+    masks the rows already counted), so no padded copy of x is made; `first` and `n_valid` are
+    values, not shapes: one compiled program serves every row range of x. Each block's
+    statistics are computed in x's dtype and summed in `accumulator_dtype()`.
     """
     n = x.shape[0]
     block = min(block, n)
@@ -205,14 +213,15 @@ def stats(
     c = c.astype(x.dtype)
 
     def body(i, total):
-        start = jnp.minimum(i * block, n - block)
+        begin = first + i * block
+        start = jnp.minimum(begin, n - block)
         xb = jax.lax.dynamic_slice_in_dim(x, start, block, axis=0)
         row = start + jnp.arange(block)
-        keep = (row >= i * block) & (row < n_valid)
+        keep = (row >= begin) & (row < n_valid)
         st = _block_stats(params, xb, keep, c, moment)
         return jax.tree.map(lambda a, b: a + b.astype(acc), total, st)
 
-    n_blocks = (n_valid + block - 1) // block
+    n_blocks = (n_valid - first + block - 1) // block
     return jax.lax.fori_loop(0, n_blocks, body, zero)
 
 

@@ -8,8 +8,6 @@ log-Jacobian of the constraining maps.
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from operator import itemgetter
 
@@ -19,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._jit import sized_jit
+from .._threads import cores, thread_map
 from ..errors import FitError, SpecError
 from ..model import Init, Mixture, Params, Priors
 from ..result import Posterior, posterior_diagnostics
@@ -106,15 +105,6 @@ def _nuts_chain(x, priors, key, u_given, *, model, warmup, draws, init, target_a
     carry = (blackjax.nuts.init(u0, logdensity), da, mm, step_size, mm.inverse_mass_matrix)
     out = jax.lax.scan(step, carry, (keys, window, window_end, last))[1]
     return jax.tree.map(lambda v: v[warmup:], out)
-
-
-def _parallel_chains(chains: int) -> int:
-    """How many chains run at once: one per CPU core (a chain's program runs on one core;
-    XLA runs programs called from several threads side by side), one on an accelerator."""
-    if jax.default_backend() != "cpu":
-        return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(chains, cores or 1))
 
 
 def check_init_params(init_params: object, model: Mixture, d: int, chains: int) -> Params:
@@ -229,13 +219,8 @@ def sample_nuts(
     def chain(c: int):
         return jax.device_get(_nuts_chain(x, priors, keys[c], starts[c], **settings))
 
-    # The chains are independent: they run side by side, one per core. On Ctrl-C the chains
-    # not yet started are dropped and the interrupt is raised at once.
-    pool = ThreadPoolExecutor(_parallel_chains(chains))
-    try:
-        runs = list(pool.map(chain, range(chains)))
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+    # The chains are independent: they run side by side, one per core.
+    runs = thread_map(chain, range(chains), cores())
     params, (divergent, accept, steps), energy = jax.tree.map(lambda *c: np.stack(c), *runs)
     params = jax.tree.map(np.asarray, params)
     if not all(np.all(np.isfinite(v)) for v in jax.tree.leaves(params)):

@@ -1,0 +1,44 @@
+"""Compiled programs side by side on the CPU's cores.
+
+XLA runs a program called from several threads at once, each call on the calling thread's core;
+one program (a NUTS chain, an E-step's loop over blocks of rows) keeps one core busy. Independent
+calls (chains; the E-step's statistics of disjoint row ranges, which add up) therefore run in a
+thread pool, one thread per core. On an accelerator the device is the parallel hardware: one
+call at a time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import jax
+
+__all__ = ["cores", "thread_map"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def cores() -> int:
+    """How many programs to run at once: the CPU cores this process may use (1 on an
+    accelerator)."""
+    if jax.default_backend() != "cpu":
+        return 1
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, n or 1)
+
+
+def thread_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> list[R]:
+    """[fn(item) for item in items], `workers` at a time, in order. On Ctrl-C (or any error)
+    the items not yet started are dropped and the exception is raised at once."""
+    items = list(items)
+    if workers <= 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    pool = ThreadPoolExecutor(min(workers, len(items)))
+    try:
+        return list(pool.map(fn, items))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
