@@ -372,7 +372,10 @@ def fit_em(
             for lo, hi in row_ranges(len(xd), model.k)
         ]
 
+        first_call = True
+
         def e_step(p: Params, c: np.ndarray) -> Stats:
+            nonlocal first_call
             c = jnp.asarray(c)
 
             def part(r):
@@ -380,7 +383,9 @@ def fit_em(
                 work = xd.size * model.k * RUNS
                 return estep(p, xd, hi, c, lo, moment=moment, block=block, work=work)
 
-            parts = thread_map(part, ranges, cores())
+            # The first call compiles (once: one range after the other).
+            parts = thread_map(part, ranges, 1 if first_call else cores())
+            first_call = False
             return jax.tree.map(lambda *v: sum(v[1:], v[0]), *parts)
     else:
         e_step = partial(source.stats, moment=moment, block=block, dtype=dt)

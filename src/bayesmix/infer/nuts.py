@@ -43,8 +43,8 @@ def log_density_u(u: Params, model: Mixture, x: jnp.ndarray, priors: Priors) -> 
 )
 def _nuts_chain(x, priors, key, u_given, *, model, warmup, draws, init, target_accept, dense_mass):
     """One chain: Stan's window adaptation for `warmup` steps, then `draws` NUTS steps, in one
-    scan over one NUTS kernel (BlackJAX's `window_adaptation` runs its own kernel, and
-    compiling a second one for the draws doubled the compile). u_given: the unconstrained
+    scan over one NUTS kernel (after BlackJAX's `window_adaptation`, which runs its own, the
+    draws needed a second one: 1.5-2.5 s more compile at N = 1e4). u_given: the unconstrained
     start, or None to draw one by `init`. Returns (params, (divergent, acceptance, steps),
     energy), each with a leading (draws,) axis."""
     import blackjax  # lazy: only tracing needs it (bayesmix._jit)
