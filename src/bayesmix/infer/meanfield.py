@@ -119,7 +119,7 @@ def fit_meanfield(
         fit.priors,
         jax.random.key(seed),
         *opt,
-        work=x.size * model.k * samples,
+        work=x.size * model.k * samples * steps,  # every step is a pass over the rows
         model=model,
         steps=steps,
         samples=int(samples),
