@@ -76,22 +76,21 @@ def _nuts_chain(x, priors, key, u_given, *, model, warmup, draws, init, target_a
     last = np.arange(warmup + draws) == warmup - 1
     keys = jnp.concatenate([jax.random.split(k_warm, warmup), jax.random.split(k_draw, draws)])
 
-    def adapt(da, mm, window, position, acceptance):
+    def adapt(da, mm, window, window_end, position, acceptance):
         """Stan's warm-up (as BlackJAX's window_adaptation): dual averaging of the step size;
-        Welford's covariance over each slow window, the step size restarted after it."""
+        Welford's covariance over each slow window, at whose end the mass matrix is set and
+        the step size restarted."""
         da = jax.lax.cond(window == 2, lambda: da, lambda: da_update(da, acceptance))
         mm = jax.lax.cond(window == 1, lambda: mm_update(mm, position), lambda: mm)
-        return da, mm
-
-    def end_window(da, mm):
-        return da_init(da_final(da)), mm_final(mm)
+        return jax.lax.cond(
+            window_end, lambda: (da_init(da_final(da)), mm_final(mm)), lambda: (da, mm)
+        )
 
     def step(carry, xs):
         state, da, mm, step_size, inverse_mass = carry
         key, window, window_end, last = xs
         state, info = kernel(key, state, logdensity, step_size, inverse_mass)
-        da, mm = adapt(da, mm, window, state.position, info.acceptance_rate)
-        da, mm = jax.lax.cond(window_end, end_window, lambda *a: a, da, mm)
+        da, mm = adapt(da, mm, window, window_end, state.position, info.acceptance_rate)
         warming = window != 2
         step_size = jnp.where(warming, jnp.exp(da.log_step_size), step_size)
         step_size = jnp.where(last, jnp.exp(da.log_step_size_avg), step_size)
@@ -192,8 +191,8 @@ def sample_nuts(
     if nbytes > _MAX_DRAW_BYTES:
         raise SpecError(
             f"{chains} chains x ({warmup} + {draws}) steps of {model.k} components would need "
-            f"{nbytes / 2**30:.1f} GiB for the draws alone; use fewer chains, warm-up steps or "
-            "draws"
+            f"{nbytes / 2**30:.1f} GiB to keep their positions (warm-up steps included); use "
+            "fewer chains, warm-up steps or draws"
         )
     u_init = (
         None if init_params is None else check_init_params(init_params, model, x.shape[1], chains)
