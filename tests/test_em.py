@@ -211,6 +211,34 @@ def test_ctrl_c_returns_the_best_parameters_so_far():
     assert all(len(v) == 4 for v in fit.grad_norms.values())
 
 
+def test_iterations_in_one_program_are_the_iterations_one_by_one(monkeypatch):
+    """An in-memory fit runs many iterations per compiled call (segments of 1, 2, 4, ...);
+    with a callback every call runs one. Same objectives, changes and result, and a segment
+    that ends at max_iter or convergence ends the fit there."""
+    from bayesmix.infer import em
+
+    x = _blobs(150, seed=4)
+    kw = dict(covariance="diag", n_init=2, progress=False)
+    monkeypatch.setattr(em, "SEGMENT_S", 1e9)  # always grow the segments
+    for max_iter in (6, 500):
+        seen = []
+        whole = fit_em(x, 3, max_iter=max_iter, **kw)
+        one = fit_em(x, 3, max_iter=max_iter, callback=lambda *a, s=seen: s.append(a[0]), **kw)
+        assert seen == list(range(len(one.losses)))
+        assert len(whole.losses) == len(one.losses) == (6 if max_iter == 6 else len(seen))
+        assert whole.converged == one.converged == (max_iter == 500)
+        np.testing.assert_allclose(whole.losses, one.losses, rtol=1e-13)
+        for f in whole.grad_norms:
+            np.testing.assert_allclose(whole.grad_norms[f], one.grad_norms[f], rtol=1e-10)
+        jax.tree.map(np.testing.assert_array_equal, whole.params, one.params)
+
+
+def test_non_finite_objective_is_reported_with_its_iteration():
+    x = np.random.default_rng(0).normal(size=(200, 1)) * 1e19  # squares overflow float32
+    with pytest.raises(bm.FitError, match="non-finite at iteration 2; rescale the data"):
+        fit_em(x, 2, dtype="float32", progress=False)
+
+
 def test_start_from_given_parameters():
     x = _blobs(60)
     first = fit_em(x, 3, covariance="diag", max_iter=5)

@@ -39,6 +39,7 @@ __all__ = [
     "estep",
     "moment_kind",
     "stats",
+    "zero_stats",
 ]
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -186,6 +187,13 @@ def _block_stats(
     return Stats(jnp.sum(keep).astype(x.dtype), loglik, n, w, first, q, t)
 
 
+def zero_stats(k: int, d: int, moment: str) -> Stats:
+    """`Stats` of no rows, in `accumulator_dtype()`."""
+    q_shape = {"diag": (k, d), "full": (k, d, d), "tied": (d, d)}[moment]
+    shapes = ((), (), (k,), (k,), (k, d), q_shape, ())
+    return Stats(*(jnp.zeros(s, accumulator_dtype()) for s in shapes))
+
+
 def stats(
     params: Params,
     x: jnp.ndarray,
@@ -206,9 +214,7 @@ def stats(
     n = x.shape[0]
     block = min(block, n)
     acc = accumulator_dtype()
-    k, d = params.locs.shape
-    q_shape = {"diag": (k, d), "full": (k, d, d), "tied": (d, d)}[moment]
-    zero = Stats(*(jnp.zeros(s, acc) for s in ((), (), (k,), (k,), (k, d), q_shape, ())))
+    zero = zero_stats(*params.locs.shape, moment)
     params = jax.tree.map(lambda v: v.astype(x.dtype), params)
     c = c.astype(x.dtype)
 

@@ -32,6 +32,7 @@ import numpy as np
 from jax.scipy.linalg import solve_triangular
 from jax.scipy.special import gammaln
 
+from .._jit import full_precision
 from ..model import Mixture, Params, Priors, covariance_cholesky
 from ..model.spec import bijection
 from .estep import Stats
@@ -182,7 +183,8 @@ def _diag_scales(params: Params, scatter: jnp.ndarray, st: Stats, priors: Priors
         return t - grad / hess, None
 
     t0 = jnp.log(s)
-    t = jax.lax.scan(newton, t0, None, length=SCALE_NEWTON_STEPS)[0]
+    # Unrolled: one fused elementwise program (a GPU syncs with the host per loop step).
+    t = jax.lax.scan(newton, t0, None, length=SCALE_NEWTON_STEPS, unroll=True)[0]
     return jnp.exp(jnp.where(f(t) >= f(t0), t, t0))
 
 
@@ -282,6 +284,7 @@ def m_step(model: Mixture, params: Params, st: Stats, c: jnp.ndarray, priors: Pr
 
 
 @partial(jax.jit, static_argnames=("model",))
+@full_precision
 def update(model: Mixture, params: Params, st: Stats, c: jnp.ndarray, priors: Priors):
     """(the EM objective at `params`, the parameters after one M-step, the norm of each
     field's change) for E-step statistics `st` computed at `params` about centre c."""
