@@ -44,9 +44,10 @@ def log_density_u(u: Params, model: Mixture, x: jnp.ndarray, priors: Priors) -> 
 def _nuts_chain(x, priors, key, u_given, *, model, warmup, draws, init, target_accept, dense_mass):
     """One chain: Stan's window adaptation for `warmup` steps, then `draws` NUTS steps, in one
     scan over one NUTS kernel (after BlackJAX's `window_adaptation`, which runs its own, the
-    draws needed a second one: 1.5-2.5 s more compile at N = 1e4). u_given: the unconstrained
-    start, or None to draw one by `init`. Returns (params, (divergent, acceptance, steps),
-    energy), each with a leading (draws,) axis."""
+    draws needed a second one: 1.5-2.5 s more compile at N = 1e4). Only the draws are kept
+    (the scan's carry holds them), so memory does not grow with `warmup`. u_given: the
+    unconstrained start, or None to draw one by `init`. Returns (params, (divergent,
+    acceptance, steps), energy), each with a leading (draws,) axis."""
     import blackjax  # lazy: only tracing needs it (bayesmix._jit)
     from blackjax.adaptation.mass_matrix import mass_matrix_adaptation
     from blackjax.adaptation.step_size import dual_averaging_adaptation
@@ -74,6 +75,7 @@ def _nuts_chain(x, priors, key, u_given, *, model, warmup, draws, init, target_a
     window = np.concatenate([window, np.full(draws, 2, np.int32)])
     window_end = np.concatenate([window_end, np.zeros(draws, np.int32)]).astype(bool)
     last = np.arange(warmup + draws) == warmup - 1
+    slot = np.maximum(np.arange(warmup + draws) - warmup, 0).astype(np.int32)  # draw index
     keys = jnp.concatenate([jax.random.split(k_warm, warmup), jax.random.split(k_draw, draws)])
 
     def adapt(da, mm, window, window_end, position, acceptance):
@@ -87,8 +89,8 @@ def _nuts_chain(x, priors, key, u_given, *, model, warmup, draws, init, target_a
         )
 
     def step(carry, xs):
-        state, da, mm, step_size, inverse_mass = carry
-        key, window, window_end, last = xs
+        state, da, mm, step_size, inverse_mass, kept = carry
+        key, window, window_end, last, slot = xs
         state, info = kernel(key, state, logdensity, step_size, inverse_mass)
         da, mm = adapt(da, mm, window, window_end, state.position, info.acceptance_rate)
         warming = window != 2
@@ -97,13 +99,22 @@ def _nuts_chain(x, priors, key, u_given, *, model, warmup, draws, init, target_a
         inverse_mass = jnp.where(warming, mm.inverse_mass_matrix, inverse_mass)
         stats = (info.is_divergent, info.acceptance_rate, info.num_integration_steps)
         out = (model.from_unconstrained(state.position), stats, info.energy)
-        return (state, da, mm, step_size, inverse_mass), out
+        # Only the draws are kept (a warm-up step writes slot 0, which the first draw takes).
+        kept = jax.tree.map(
+            lambda b, v: jax.lax.dynamic_update_index_in_dim(b, v.astype(b.dtype), slot, 0),
+            kept,
+            out,
+        )
+        return (state, da, mm, step_size, inverse_mass, kept), None
 
     mm, da = mm_init(jax.flatten_util.ravel_pytree(u0)[0].size), da_init(1.0)
     step_size = jnp.ones_like(da.log_step_size)  # BlackJAX's initial step size
-    carry = (blackjax.nuts.init(u0, logdensity), da, mm, step_size, mm.inverse_mass_matrix)
-    out = jax.lax.scan(step, carry, (keys, window, window_end, last))[1]
-    return jax.tree.map(lambda v: v[warmup:], out)
+    state = blackjax.nuts.init(u0, logdensity)
+    real = state.logdensity.dtype
+    like = (model.from_unconstrained(u0), (False, jnp.zeros((), real), 0), state.logdensity)
+    kept = jax.tree.map(lambda v: jnp.zeros((draws, *jnp.shape(v)), jnp.asarray(v).dtype), like)
+    carry = (state, da, mm, step_size, mm.inverse_mass_matrix, kept)
+    return jax.lax.scan(step, carry, (keys, window, window_end, last, slot))[0][-1]
 
 
 def check_init_params(init_params: object, model: Mixture, d: int, chains: int) -> Params:
@@ -187,12 +198,11 @@ def sample_nuts(
     if not 0 < target_accept < 1:
         raise SpecError(f"target_accept must be between 0 and 1, got {target_accept}")
     check_init(init)
-    nbytes = chains * (warmup + draws) * model.num_free_parameters(x.shape[1]) * 8
+    nbytes = chains * draws * model.num_free_parameters(x.shape[1]) * 8
     if nbytes > _MAX_DRAW_BYTES:
         raise SpecError(
-            f"{chains} chains x ({warmup} + {draws}) steps of {model.k} components would need "
-            f"{nbytes / 2**30:.1f} GiB to keep their positions (warm-up steps included); use "
-            "fewer chains, warm-up steps or draws"
+            f"{chains} chains x {draws} draws of {model.k} components would need "
+            f"{nbytes / 2**30:.1f} GiB to keep; use fewer chains or draws"
         )
     u_init = (
         None if init_params is None else check_init_params(init_params, model, x.shape[1], chains)
