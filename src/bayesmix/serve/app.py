@@ -7,8 +7,8 @@ Routes: `POST /predict` (labels, probabilities, reproducible temperature-1 draws
 bulk scoring, an NPY array (`application/x-npy`, see `npy`) with the options in the query string.
 
 Bad input never reaches the numeric core unchecked: a body over `max_body_bytes` gets 413, one
-of another Content-Type 415, any other invalid request 422 with `{"detail": message, "errors":
-[{loc, row, field, message}]}`.
+of another Content-Type 415, any other invalid request 422, each with `{"detail": message,
+"errors": [{loc, row, field, message}]}` (at least one item; `loc` [] for the whole request).
 The service computes in float64, like the CLI, so its answers equal `bayesmix predict`'s and
 `bm.predict`'s exactly.
 """
@@ -117,7 +117,9 @@ def create_app(
     )
 
     def error(status: int, detail: str, errors: list[dict] | None = None) -> JSONResponse:
-        return JSONResponse({"detail": detail, "errors": errors or []}, status_code=status)
+        """The error response; without `errors`, one item for the whole request (loc [])."""
+        items = errors or [{"loc": [], "row": None, "field": None, "message": detail}]
+        return JSONResponse({"detail": detail, "errors": items}, status_code=status)
 
     def invalid(errors: list[dict]) -> JSONResponse:
         items = error_messages(errors[:MAX_ERRORS], columns, max_rows)

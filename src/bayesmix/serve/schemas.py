@@ -191,14 +191,17 @@ class PredictResponse(BaseModel):
 
 
 class ErrorItem(BaseModel):
-    loc: list[str | int] = Field(description="Where in the request body, e.g. [rows, 3, 0].")
+    loc: list[str | int] = Field(
+        description="Where in the request, e.g. [rows, 3, 0]; [] for the whole request."
+    )
     row: int | None = Field(description="Index of the row (from 0), if the error is in a row.")
     field: str | None = Field(description="Column or field name, if known.")
     message: str
 
 
 class ErrorResponse(BaseModel):
-    """A rejected request: `detail` says what is wrong and how to fix it."""
+    """A rejected request: `detail` says what is wrong and how to fix it; `errors` has one
+    item per problem (at least one)."""
 
     detail: str
     errors: list[ErrorItem] = []
