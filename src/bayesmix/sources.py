@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -332,28 +332,25 @@ class ParquetSource(Source):
 
         self.paths = [os.fspath(p) for p in paths]
         self.name = self.paths[0] if len(self.paths) == 1 else f"{len(self.paths)} Parquet files"
-        self._meta = []
-        for path in self.paths:
-            _check_file(path)
+        files = []
+
+        def names(path: str) -> list[str]:
             try:
-                pf = pq.ParquetFile(path)
+                files.append(pq.ParquetFile(path))
             except (pa.ArrowException, OSError) as exc:
                 raise _arrow_error(path, exc) from None
-            schema = pf.schema_arrow
-            cols = list(columns) if columns is not None else schema.names
-            for col in cols:
-                if col not in schema.names:
-                    raise DataError(f"{path} has no column {col!r}; its columns are {schema.names}")
-                t = schema.field(col).type
+            return files[-1].schema_arrow.names
+
+        self.columns = _file_columns(self.paths, columns, names)
+        for path, pf in zip(self.paths, files, strict=True):
+            for col in self.columns:
+                t = pf.schema_arrow.field(col).type
                 if not (pa.types.is_integer(t) or pa.types.is_floating(t)):
                     raise DataError(
                         f"{path}: column {col!r} holds {t}, not numbers; choose numeric columns "
                         "with columns=[...]"
                     )
-            if columns is None and self._meta and cols != self.columns:
-                raise DataError(f"{path} has columns {cols}; the first file has {self.columns}")
-            self.columns = cols
-            self._meta.append(pf.metadata)
+        self._meta = [pf.metadata for pf in files]
         self._set_chunk_rows(chunk_rows, memory_budget, len(self.columns))
         if memory_budget is not None:
             self._check_row_groups(memory_budget)
@@ -417,18 +414,7 @@ class CSVSource(Source):
     ):
         self.paths = [os.fspath(p) for p in paths]
         self.name = self.paths[0] if len(self.paths) == 1 else f"{len(self.paths)} CSV files"
-        header = None
-        for path in self.paths:
-            _check_file(path)
-            names = _csv_header(path)
-            cols = list(columns) if columns is not None else names
-            for col in cols:
-                if col not in names:
-                    raise DataError(f"{path} has no column {col!r}; its columns are {names}")
-            if header is not None and cols != header:
-                raise DataError(f"{path} has columns {cols}; the first file has {header}")
-            header = cols
-        self.columns = header
+        self.columns = _file_columns(self.paths, columns, _csv_header)
         self._set_chunk_rows(chunk_rows, memory_budget, len(self.columns))
 
     def _pieces(self) -> Iterator[tuple[str, np.ndarray]]:
@@ -458,6 +444,25 @@ class CSVSource(Source):
                     raise _csv_error(path, self.columns, done, exc) from None
                 done += batch.num_rows
                 yield path, _to_matrix(batch)
+
+
+def _file_columns(
+    paths: Sequence[str], columns: Sequence[str] | None, names: Callable[[str], list[str]]
+) -> list[str]:
+    """The columns to read from every file: `columns`, or the first file's (`names(path)`:
+    a file's columns); every file must have them, and without `columns` exactly them."""
+    first = None
+    for path in paths:
+        _check_file(path)
+        have = names(path)
+        cols = list(columns) if columns is not None else have
+        for col in cols:
+            if col not in have:
+                raise DataError(f"{path} has no column {col!r}; its columns are {have}")
+        if first is not None and cols != first:
+            raise DataError(f"{path} has columns {cols}; the first file has {first}")
+        first = cols
+    return first
 
 
 def _csv_header(path: str) -> list[str]:
