@@ -53,3 +53,28 @@ def test_exported_programs_compute_what_jit_computes(monkeypatch):
     # the two differently, so the last bit of a float64 may differ (seen: 1 ulp).
     np.testing.assert_allclose(cached.losses, plain.losses, rtol=1e-14)
     np.testing.assert_allclose(cached.params.locs, plain.params.locs, rtol=1e-14)
+
+
+def test_programs_take_float32_products_in_full_precision():
+    """JAX's default lets a GPU take float32 matrix products in TF32 (a 10-bit mantissa: 3e-3
+    errors in an H100's E-step statistics). Every bayesmix program, and the M-step, asks for
+    full precision: checked in the lowered programs (a CPU has no TF32 to tell apart)."""
+    import re
+
+    import jax.numpy as jnp
+
+    from bayesmix.infer.estep import Stats, estep
+    from bayesmix.infer.mstep import update
+    from bayesmix.model import Mixture, Params, Priors
+
+    x = jnp.ones((64, 3), jnp.float32)
+    params = Params(jnp.full(2, 0.5), jnp.zeros((2, 3)), jnp.ones((2, 3)))
+    c = jnp.zeros(3)
+    programs = [estep._large.lower(params, x, 64, c, 0, moment="diag", block=64)]
+    st = Stats(*(jnp.ones(s) for s in ((), (), (2,), (2,), (2, 3), (2, 3, 3), ())))
+    programs.append(update.lower(Mixture(2, "full"), Params(
+        params.weights, params.locs, params.scale, jnp.eye(3)[None].repeat(2, 0)
+    ), st, c, Priors()))  # fmt: skip
+    for program in programs:
+        dots = re.findall(r"stablehlo\.dot_general .*", program.as_text())
+        assert dots and all("precision = [HIGHEST, HIGHEST]" in d for d in dots), dots
