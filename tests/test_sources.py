@@ -216,3 +216,17 @@ def test_read_parquet_reads_a_file_or_folder_into_memory(data, files):
     np.testing.assert_array_equal(x[:, 0], data[:1200, 1])
     with pytest.raises(bm.DataError, match="holds string, not numbers"):
         read_parquet(files)
+
+
+def test_scan_moments_and_constant_columns_across_chunks():
+    """The first pass's means and standard deviations are numpy's (chunks merged exactly, also
+    far from zero), and a column is refused as constant only when every chunk holds the one
+    value (each chunk of [1, 1, 2, 2] in pairs is constant; the column is not)."""
+    rng = np.random.default_rng(9)
+    x = np.column_stack([rng.normal(1e6, 0.5, 1001), np.repeat([1.0, 2.0], [500, 501])])
+    scan = ArraySource(x, chunk_rows=2).scan()
+    np.testing.assert_allclose(scan.mean, x.mean(0), rtol=1e-14)
+    np.testing.assert_allclose(scan.sd, x.std(0), rtol=1e-9)
+    x[:, 1] = 5.0
+    with pytest.raises(bm.DataError, match=r"column 1 of data is constant \(every value is 5\)"):
+        ArraySource(x, chunk_rows=7).scan()

@@ -71,18 +71,24 @@ class Scan(NamedTuple):
 
 
 class _Moments(NamedTuple):
-    """Chan et al.'s mergeable (count, mean, M2, min, max) per column."""
+    """Chan et al.'s mergeable (count, mean, M2) per column, and `same`: each column's value
+    where every row seen holds the same one, else NaN."""
 
     n: int
     mean: np.ndarray
     m2: np.ndarray
-    lo: np.ndarray
-    hi: np.ndarray
+    same: np.ndarray
 
 
 def _moments(x: np.ndarray) -> _Moments:
-    mean = x.mean(axis=0)
-    return _Moments(len(x), mean, ((x - mean) ** 2).sum(axis=0), x.min(axis=0), x.max(axis=0))
+    """The moments of one validated chunk (rows, D), from sums about its first row taken by
+    matrix products (numpy's reductions over the rows of a narrow array ran 5-10x slower)."""
+    n = len(x)
+    dev = x - x[0]
+    s1 = np.ones(n) @ dev
+    s2 = np.einsum("ij,ij->j", dev, dev)
+    mean = x[0] + s1 / n
+    return _Moments(n, mean, np.maximum(s2 - s1 * s1 / n, 0.0), np.where(s2 == 0, x[0], np.nan))
 
 
 def _merge(a: _Moments, b: _Moments) -> _Moments:
@@ -92,14 +98,16 @@ def _merge(a: _Moments, b: _Moments) -> _Moments:
         n,
         a.mean + delta * (b.n / n),
         a.m2 + b.m2 + delta**2 * (a.n * b.n / n),
-        np.minimum(a.lo, b.lo),
-        np.maximum(a.hi, b.hi),
+        np.where(a.same == b.same, a.same, np.nan),
     )
 
 
 def check_chunk(values: np.ndarray, where: str, first_row: int, names: Sequence[str]) -> None:
     """Raise DataError naming the place, global row and column (`names`: "column 'x'") of the
     first non-finite or too-large value of a chunk (rows, D)."""
+    # Two passes without temporaries in the common case (NaN fails both comparisons).
+    if -MAX_ABS <= values.min() and values.max() <= MAX_ABS:
+        return
     ok = np.isfinite(values)
     if not ok.all():
         i, j = np.argwhere(~ok)[0]
@@ -123,9 +131,9 @@ def finish_scan(m: _Moments, name: str, names: Sequence[str]) -> Scan:
     if m.n < 2:
         raise DataError(f"{name} has {m.n} rows; a mixture needs at least two data points")
     for j in range(len(names)):
-        if m.lo[j] == m.hi[j]:
+        if not np.isnan(m.same[j]):
             raise DataError(
-                f"{names[j]} of {name} is constant (every value is {m.lo[j]:g}); it "
+                f"{names[j]} of {name} is constant (every value is {m.same[j]:g}); it "
                 "carries no information about clusters and makes the scale degenerate: drop "
                 "that column"
             )
@@ -595,6 +603,7 @@ def as_matrix(data: object) -> tuple[np.ndarray, Scan | None]:
     if arr is None or arr.size < LARGE or arr.ndim not in (1, 2):
         return as_data(data), None
     arr = arr[:, None] if arr.ndim == 1 else arr
-    # Chunks of 64K values: the checks' float64 temporaries stay well under the data's size.
-    scan = ArraySource(arr, chunk_rows=max(256, (1 << 16) // arr.shape[1])).scan()
+    # Chunks of 256K values: the checks' float64 temporaries (2 MiB) stay well under the
+    # data's size.
+    scan = ArraySource(arr, chunk_rows=max(256, (1 << 18) // arr.shape[1])).scan()
     return arr, scan
