@@ -6,9 +6,11 @@ generated in the child (float32 for bayesmix, whose large-data default it is; fl
 scikit-learn, which computes in float64), then the peak resident set is reset
 (/proc/self/clear_refs) and the fit runs. Reported per library and configuration:
 
-- time per EM iteration (bayesmix: the time by which fits that run 3 and 23 iterations
-  differ, over 20, fastest of 3 each; scikit-learn: median of 3 calls of its own E-step +
-  M-step; Pyro: one SVI step on the full data, enumerating the assignments);
+- time per EM iteration (median over iterations, timed by a callback, which makes each
+  iteration return to Python: on an accelerator that round trip is most of it, and
+  `em_loop.py` gives the figure of in-memory fits, many iterations per program; scikit-learn:
+  median of 3 calls of its own E-step + M-step; Pyro: one SVI step on the full data,
+  enumerating the assignments);
 - time to convergence (tolerance 1e-3 on the change of the mean log joint per row, scikit-
   learn's default; bayesmix: initialization + iterations of a second (warm) fit, the first
   fit's time with compilation also recorded; scikit-learn: k-means++ seeding + iterations),
@@ -37,7 +39,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PYRO_PYTHON = ROOT / ".venv-pyro" / "bin" / "python"
 TOL = 1e-3
-EXTRA = 20  # iterations that time one iteration
 
 
 def _rss(field: str) -> int:
@@ -94,26 +95,13 @@ def child_bayesmix(n: int, d: int, k: int, cov: str) -> dict:
               progress=False)  # fmt: skip
     runs = []
     for _ in range(2):  # cold (compiles), then warm
+        stamps: list[float] = []
         base = _reset_peak()
         t0 = time.perf_counter()
-        fit = fit_em(x, k, **kw)
-        runs.append((time.perf_counter() - t0, _rss("VmHWM:") - base))
-    (cold, cold_peak), (warm, peak) = runs
-    # Per iteration: warm fits run to a fixed count (tol 0) differ by EXTRA iterations; the
-    # fastest of 3 of each (the data's validation and copy vary from fit to fit). A callback
-    # would time each iteration, but it returns to Python after every one, and an in-memory
-    # fit runs many iterations in one compiled program.
-    spans = []
-    for max_iter in (3, 3 + EXTRA):
-        times = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            short = fit_em(x, k, **{**kw, "tol": 0.0, "max_iter": max_iter})
-            times.append(time.perf_counter() - t0)
-        spans.append((min(times), len(short.losses)))
-    (t1, i1), (t2, i2) = spans
-    # On a GPU at D = 10 the fits' own variation can exceed 20 iterations: see em_loop.py.
-    per_iter = (t2 - t1) / (i2 - i1) if i2 > i1 and t2 > t1 else float("nan")
+        fit = fit_em(x, k, callback=lambda *a, s=stamps: s.append(time.perf_counter()), **kw)
+        runs.append((time.perf_counter() - t0, _rss("VmHWM:") - base, stamps))
+    (cold, cold_peak, _), (warm, peak, stamps) = runs
+    per_iter = float(np.median(np.diff(stamps))) if len(stamps) > 2 else float("nan")
     return {
         "per_iter_s": per_iter,
         "converge_s": warm,

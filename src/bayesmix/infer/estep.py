@@ -105,12 +105,12 @@ def _over_components(op, a: jnp.ndarray) -> jnp.ndarray:
     return a[0]
 
 
-def _distances(params: Params, xc: jnp.ndarray, c: jnp.ndarray, feats: jnp.ndarray | None):
+def _distances(params: Params, xc: jnp.ndarray, c: jnp.ndarray):
     """(squared Mahalanobis distances (K, B), half log det of each covariance (K,)) of rows
     xc = x - c (B, D), components by rows.
 
-    Diagonal covariances: the features [xc^2, xc] (B, 2D) times [1 / var, -2 (locs - c) /
-    var] (2D, K) (for D <= 2, without features, the differences are formed directly, exact for
+    Diagonal covariances: 1 / var (K, D) times xc^2 plus -2 (locs - c) / var times xc, two
+    products over the rows (for D <= 2 the differences are formed directly, exact for
     far-away points); full / tied: every component's whitening L_k^-1 applied to xc in one
     (B, D) x (D, K D) product.
     """
@@ -122,9 +122,9 @@ def _distances(params: Params, xc: jnp.ndarray, c: jnp.ndarray, feats: jnp.ndarr
         half_logdet = jnp.sum(jnp.log(var), axis=-1) / 2
         if d <= 2:  # written out, as in `model.components.scaled_sq_distances`
             d2 = sum((xc[None, :, j] - mc[:, j, None]) ** 2 / var[:, j, None] for j in range(d))
-        else:
-            w = jnp.concatenate([1 / var, -2 * mc / var], axis=1)
-            d2 = jnp.maximum((feats @ w.T).T + jnp.sum(mc**2 / var, -1)[:, None], 0.0)
+        else:  # (one product over concatenated [xc^2, xc] ran 6-20% slower at 1e6 x 10)
+            d2 = (1 / var) @ (xc * xc).T + (-2 * mc / var) @ xc.T
+            d2 = jnp.maximum(d2 + jnp.sum(mc**2 / var, -1)[:, None], 0.0)
         return d2, half_logdet
     chol = jnp.broadcast_to(s[..., :, None] * params.corr_chol, (k, d, d))
     eye = jnp.broadcast_to(jnp.eye(d, dtype=xc.dtype), (k, d, d))
@@ -147,10 +147,7 @@ def _block_stats(
     """
     d = x.shape[-1]
     xc = x - c
-    # Features [xc^2, xc] (B, 2D) for D > 2; for D <= 2 the products are taken separately
-    # (measured at 1e6 x 1: the concatenation cost as much as the rest of the E-step).
-    feats = jnp.concatenate([xc * xc, xc], axis=1) if moment == "diag" and d > 2 else None
-    d2, half_logdet = _distances(params, xc, c, feats)
+    d2, half_logdet = _distances(params, xc, c)
     log_w = jnp.log(params.weights)[:, None]
     if params.df is None:  # the densities of `component_log_prob`
         lw = log_w - 0.5 * d2 - (half_logdet + 0.5 * d * _LOG_2PI)[:, None]
@@ -168,11 +165,7 @@ def _block_stats(
     ru = r if u is None else r * u
     w = jnp.sum(ru, axis=1)
     if moment == "diag":
-        if feats is None:
-            q, first = ru @ (xc * xc), ru @ xc
-        else:
-            both = ru @ feats  # (K, 2D): second and first moments in one product
-            q, first = both[:, :d], both[:, d:]
+        q, first = ru @ (xc * xc), ru @ xc
     else:
         first = ru @ xc
         if moment == "full":
