@@ -22,6 +22,7 @@ import numpy as np
 jax.config.update("jax_enable_x64", True)
 
 from bayesmix.infer import em  # noqa: E402
+from bayesmix.infer import estep as estep_module  # noqa: E402
 from bayesmix.infer.estep import RUNS, block_rows, estep  # noqa: E402
 from bayesmix.infer.mstep import update  # noqa: E402
 from bayesmix.model import Mixture, Params, Priors  # noqa: E402
@@ -78,7 +79,10 @@ def main() -> None:
     ap.add_argument("--n", default="1e6,1e7")
     ap.add_argument("--d", default="1,10")
     ap.add_argument("--k", default="2,8,16")
+    ap.add_argument("--written-out-k", type=int, help="override estep.WRITTEN_OUT_K")
     a = ap.parse_args()
+    if a.written_out_k is not None:
+        estep_module.WRITTEN_OUT_K = a.written_out_k
     print(f"{jax.default_backend()} ({jax.devices()[0].device_kind}), {time.strftime('%F %T')}")
     print("| N | D | K | one program, per iteration | round trips, per iteration | ratio | exp "
           "floor | throughput / floor |\n|---|---|---|---|---|---|---|---|")  # fmt: skip

@@ -109,15 +109,15 @@ def test_one_program_draws_what_blackjax_window_adaptation_then_nuts_draw():
     x, model, priors = problem(bm.SEED_DATA, 2, "shared", "normal", None, bm.Priors())
     key = jax.random.key(3)
     warmup, draws = 20, 4
+    start = nuts._start(x, priors, key, None, model=model, init="seed", work=0)
     ours = nuts._nuts_chain(
         x,
         priors,
         key,
-        None,
+        start,
         model=model,
         warmup=warmup,
         draws=draws,
-        init="seed",
         target_accept=0.9,
         dense_mass=False,
         work=0,
@@ -130,7 +130,12 @@ def test_one_program_draws_what_blackjax_window_adaptation_then_nuts_draw():
         k_init, k_warm, k_draw = jax.random.split(key, 3)
         init = nuts.INITS["seed"](k_init, jnp.asarray(x), model.k)
         u0 = model.to_unconstrained(model.params_from_init(init))
-        adapt = blackjax.window_adaptation(blackjax.nuts, logdensity, target_acceptance_rate=0.9)
+        adapt = blackjax.window_adaptation(
+            blackjax.nuts,
+            logdensity,
+            initial_inverse_mass_matrix=start[3],  # the start's curvature (tested below)
+            target_acceptance_rate=0.9,
+        )
         (state, tuned), _ = adapt.run(k_warm, u0, num_steps=warmup)
         step = blackjax.nuts(logdensity, **tuned).step
 
@@ -144,3 +149,30 @@ def test_one_program_draws_what_blackjax_window_adaptation_then_nuts_draw():
     energy, locs = jax.jit(reference, compiler_options=_FAST_COMPILE)(key)
     np.testing.assert_allclose(ours[2], energy, rtol=1e-5)
     np.testing.assert_allclose(ours[0].locs, locs, rtol=1e-5)
+
+
+@pytest.mark.parametrize("covariance", ["shared", "diag"])
+def test_initial_inverse_mass_is_the_inverse_curvature_at_the_start(covariance):
+    """The chains' initial metric: 1 / |d^2 log p / du_i^2| at the start, from forward
+    differences of the (Fisher) gradient; here against autodiff's Hessian of the log joint
+    summed over assignments (`enumerate.log_joint`), to the differences' error (1e-3)."""
+    import jax
+    import jax.flatten_util
+
+    from bayesmix.enumerate import log_joint
+    from bayesmix.infer import nuts
+    from bayesmix.infer.problem import problem
+
+    data = np.random.default_rng(0).normal(size=(60, 2)) + np.repeat([[0, 0], [4, 1]], 30, 0)
+    x, model, priors = problem(data, 2, covariance, "normal", None, bm.Priors.from_data(data))
+    u, value, _, inverse = nuts._start(x, priors, jax.random.key(0), None, model=model,
+                                          init="seed", work=0)  # fmt: skip
+    flat, unravel = jax.flatten_util.ravel_pytree(u)
+
+    def exact(f):
+        v = unravel(f)
+        return log_joint(model.from_unconstrained(v), x, priors) + (model.log_abs_det_jacobian(v))
+
+    np.testing.assert_allclose(value, exact(flat), rtol=1e-10)
+    curvature = np.abs(np.diagonal(jax.jit(jax.hessian(exact))(flat)))
+    np.testing.assert_allclose(1 / np.asarray(inverse), curvature, rtol=1e-3)

@@ -131,11 +131,12 @@ class sized_jit:  # noqa: N801 (used like jax.jit)
         fn, call_args, call_static = self._resolve(args, work, static)
         return fn(*call_args, **call_static)
 
-    def compile(self, *args, work: int, **static) -> None:
-        """Compile (or load) the program for these arguments without running it, so that
-        calls from several threads at once share one compilation."""
+    def lower(self, *args, work: int, **static) -> jax.stages.Lowered:
+        """The program for these arguments (arrays or jax.ShapeDtypeStruct), traced (or
+        loaded) and lowered, not compiled: its `.compile()` (which releases the GIL) before
+        the first call lets calls from several threads at once share one compilation."""
         fn, call_args, call_static = self._resolve(args, work, static)
-        fn.lower(*call_args, **call_static).compile()
+        return fn.lower(*call_args, **call_static)
 
     def _resolve(self, args: tuple, work: int, static: dict) -> tuple[Callable, tuple, dict]:
         """(the compiled function, its positional arguments, its static ones) for a call."""

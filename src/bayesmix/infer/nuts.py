@@ -29,6 +29,8 @@ __all__ = ["check_init_params", "log_density_u", "sample_nuts"]
 
 # Memory per chain above which we refuse (draws of locs dominate): 8 GiB in all.
 _MAX_DRAW_BYTES = 8 * 2**30
+#: Up to this many parameters the chains' initial metric is the curvature at the start.
+CURVATURE_MAX_P = 1000
 
 
 def log_density_u(u: Params, model: Mixture, x: jnp.ndarray, priors: Priors) -> jnp.ndarray:
@@ -38,26 +40,55 @@ def log_density_u(u: Params, model: Mixture, x: jnp.ndarray, priors: Priors) -> 
     )
 
 
-@partial(
-    sized_jit, static_argnames=("model", "warmup", "draws", "init", "target_accept", "dense_mass")
-)
-def _nuts_chain(x, priors, key, u_given, *, model, warmup, draws, init, target_accept, dense_mass):
-    """One chain: Stan's window adaptation for `warmup` steps, then `draws` NUTS steps, in one
-    scan over one NUTS kernel (after BlackJAX's `window_adaptation`, which runs its own, the
-    draws needed a second one: 1.5-2.5 s more compile at N = 1e4). Only the draws are kept
-    (the scan's carry holds them), so memory does not grow with `warmup`. u_given: the
-    unconstrained start, or None to draw one by `init`. Returns (params, (divergent,
-    acceptance, steps), energy), each with a leading (draws,) axis."""
+@partial(sized_jit, static_argnames=("model", "init"))
+def _start(x, priors, key, u_given, *, model, init):
+    """One chain's start, in its own cheaply compiled program (a few passes over the rows; in
+    the chain's program it cost ~1 s more compile at N = 1e4): (the unconstrained start, the
+    log density and its gradient there, the initial inverse mass matrix (P,)). u_given: the
+    start, or None to draw one by `init` (with the first of the chain key's three parts).
+
+    The inverse mass matrix is the inverse of the log density's curvature along each
+    coordinate at the start (forward differences of the gradient, P + 1 passes). Stan starts
+    from the unit metric, whose first windows ran ~30 leapfrog steps per step at N = 10,000,
+    where the posterior's scales are 0.005-0.02; this one scales each coordinate from the
+    first step (warm-up 30% shorter there). Above CURVATURE_MAX_P parameters the passes would
+    cost a noticeable part of the warm-up: the unit metric."""
+    if u_given is None:
+        k_init = jax.random.split(key, 3)[0]
+        u_given = model.to_unconstrained(model.params_from_init(INITS[init](k_init, x, model.k)))
+    flat, unravel = jax.flatten_util.ravel_pytree(u_given)
+    value_and_grad = jax.value_and_grad(lambda f: log_density_u(unravel(f), model, x, priors))
+    value, grad = value_and_grad(flat)
+    if flat.size > CURVATURE_MAX_P:
+        return u_given, value.astype(flat.dtype), unravel(grad), jnp.ones_like(flat)
+    h = 1e-5 * (1 + jnp.abs(flat))
+    # One pass at a time: memory stays that of one gradient whatever the number of parameters.
+    curvature = jax.lax.map(
+        lambda i: (value_and_grad(flat.at[i].add(h[i]))[1][i] - grad[i]) / h[i],
+        jnp.arange(flat.size),
+    )
+    inverse = 1 / jnp.clip(jnp.abs(curvature), 1e-8, 1e8)  # flat or wild: bounded
+    inverse = jnp.where(jnp.isfinite(inverse), inverse, 1.0)
+    return u_given, value.astype(flat.dtype), unravel(grad), inverse.astype(flat.dtype)
+
+
+@partial(sized_jit, static_argnames=("model", "warmup", "draws", "target_accept", "dense_mass"))
+def _nuts_chain(x, priors, key, start, *, model, warmup, draws, target_accept, dense_mass):
+    """One chain from `start` (`_start`'s): Stan's window adaptation for `warmup` steps, then
+    `draws` NUTS steps, in one scan over one NUTS kernel (after BlackJAX's
+    `window_adaptation`, which runs its own, the draws needed a second one: 1.5-2.5 s more
+    compile at N = 1e4). Only the draws are kept (the scan's carry holds them), so memory does
+    not grow with `warmup`. Returns (params, (divergent, acceptance, steps), energy), each with
+    a leading (draws,) axis."""
     import blackjax  # lazy: only tracing needs it (bayesmix._jit)
     from blackjax.adaptation.mass_matrix import mass_matrix_adaptation
     from blackjax.adaptation.step_size import dual_averaging_adaptation
     from blackjax.adaptation.window_adaptation import build_schedule
+    from blackjax.mcmc.hmc import HMCState
 
-    k_init, k_warm, k_draw = jax.random.split(key, 3)
-    if u_given is None:
-        u0 = model.to_unconstrained(model.params_from_init(INITS[init](k_init, x, model.k)))
-    else:
-        u0 = u_given
+    _, k_warm, k_draw = jax.random.split(key, 3)
+    *state, inverse_mass = start
+    state = HMCState(*state)
 
     @jax.jit  # traced once for its several call sites (the integrator's)
     def logdensity(u):
@@ -107,14 +138,32 @@ def _nuts_chain(x, priors, key, u_given, *, model, warmup, draws, init, target_a
         )
         return (state, da, mm, step_size, inverse_mass, kept), None
 
-    mm, da = mm_init(jax.flatten_util.ravel_pytree(u0)[0].size), da_init(1.0)
+    mm = mm_init(inverse_mass.size, jnp.diag(inverse_mass) if dense_mass else inverse_mass)
+    da = da_init(1.0)
     step_size = jnp.ones_like(da.log_step_size)  # BlackJAX's initial step size
-    state = blackjax.nuts.init(u0, logdensity)
     real = state.logdensity.dtype
-    like = (model.from_unconstrained(u0), (False, jnp.zeros((), real), 0), state.logdensity)
+    like = (
+        model.from_unconstrained(state.position),
+        (False, jnp.zeros((), real), 0),
+        state.logdensity,
+    )
     kept = jax.tree.map(lambda v: jnp.zeros((draws, *jnp.shape(v)), jnp.asarray(v).dtype), like)
     carry = (state, da, mm, step_size, mm.inverse_mass_matrix, kept)
     return jax.lax.scan(step, carry, (keys, window, window_end, last, slot))[0][-1]
+
+
+def _start_like(u: Params | None, model: Mixture, d: int) -> tuple:
+    """The shapes and dtypes `_start` returns for the start u (None: drawn), without it."""
+    if u is None:
+        u = model.to_unconstrained(model.params_from_init(_init_like(model, d)))
+    u = jax.tree.map(lambda v: jax.ShapeDtypeStruct(jnp.shape(v), jnp.result_type(v)), u)
+    size = sum(v.size for v in jax.tree.leaves(u))
+    real = jnp.result_type(*jax.tree.leaves(u))
+    return u, jax.ShapeDtypeStruct((), real), u, jax.ShapeDtypeStruct((size,), real)
+
+
+def _init_like(model: Mixture, d: int) -> Init:
+    return Init(np.ones(model.k) / model.k, np.zeros((model.k, d)), np.ones(d))
 
 
 def check_init_params(init_params: object, model: Mixture, d: int, chains: int) -> Params:
@@ -126,9 +175,7 @@ def check_init_params(init_params: object, model: Mixture, d: int, chains: int) 
             f"init_params must be a bayesmix Params (e.g. fit.params of a MAP fit), got "
             f"{type(init_params).__name__}"
         )
-    like = model.params_from_init(
-        Init(np.ones(model.k) / model.k, np.zeros((model.k, d)), np.ones(d))
-    )
+    like = model.params_from_init(_init_like(model, d))
     out = {}
     for name in Params._fields:
         ref, v = getattr(like, name), getattr(init_params, name)
@@ -169,7 +216,7 @@ def sample_nuts(
     chains: int = 4,
     warmup: int = 1000,
     draws: int = 1000,
-    init: str = "seed",
+    init: str = "kmeans",
     target_accept: float = 0.95,
     dense_mass: bool = False,
     init_params: Params | None = None,
@@ -178,9 +225,12 @@ def sample_nuts(
     """Draw from p(globals | x) by collapsed NUTS.
 
     covariance, family, df and priors define the model as for `fit_map`.
-    Each chain starts from its own initialization (`init` scheme, as for the MAP fit), adapts
-    for `warmup` steps and keeps `draws` draws. The defaults (4 chains, 1000 + 1000) give a
-    checkable posterior; the tutorial used 1 chain, 50 warm-up steps and 250 draws.
+    Each chain starts from its own initialization (`init` scheme, as for the MAP fit; by
+    default k-means on a subsample: from random data points, the tutorial's "seed", 2 of 8
+    chains at N = 10,000, K = 3 spent 6-10x the others' warm-up, two components having started
+    in one cluster), adapts for `warmup` steps and keeps `draws` draws. The defaults (4 chains,
+    1000 + 1000) give a checkable posterior; the tutorial used 1 chain, 50 warm-up steps and
+    250 draws.
     `dense_mass` adapts a full mass matrix instead of a diagonal one. `init_params` starts
     the chains from given positions instead (Params of the model, e.g. MAP fits: one start
     for all chains, or a leading axis of length `chains`; see `sample_multistart`).
@@ -208,10 +258,7 @@ def sample_nuts(
         None if init_params is None else check_init_params(init_params, model, x.shape[1], chains)
     )
     keys = jax.random.split(jax.random.key(seed), chains)
-    if u_init is None:
-        starts = [None] * chains
-    else:
-        starts = [jax.tree.map(itemgetter(c), u_init) for c in range(chains)]
+    given = [None if u_init is None else jax.tree.map(itemgetter(c), u_init) for c in range(chains)]
     settings = dict(
         # Every step is a pass over the rows: all but tiny runs get the optimized build (3.6x
         # faster at N = 1e4, D = 2, K = 3 for 1.5 s more compile; the seed stays cheap).
@@ -219,11 +266,26 @@ def sample_nuts(
         model=model,
         warmup=int(warmup),
         draws=int(draws),
-        init=init,
         target_accept=float(target_accept),
         dense_mass=bool(dense_mass),
     )
-    _nuts_chain.compile(x, priors, keys[0], starts[0], **settings)  # once, for every thread
+
+    # Traced here, the chains' program compiles (XLA, ~3-4 s at N = 1e4, without the GIL) while
+    # the starts are computed (a few passes each; the cheap build serves), once for all chains.
+    program = _nuts_chain.lower(
+        x, priors, keys[0], _start_like(given[0], model, x.shape[1]), **settings
+    )
+
+    def prepare(task: int):
+        if task == 0:
+            return program.compile()
+        return [
+            _start(x, priors, k, u, work=0, model=model, init=init)
+            for k, u in zip(keys, given, strict=True)
+        ]
+
+    # On the host, as the compiled signature's placeholders (a device array would recompile).
+    starts = jax.device_get(thread_map(prepare, range(2), cores())[1])
 
     def chain(c: int):
         return jax.device_get(_nuts_chain(x, priors, keys[c], starts[c], **settings))
