@@ -107,13 +107,13 @@ def test_one_program_draws_what_blackjax_window_adaptation_then_nuts_draw():
     from bayesmix.infer.problem import problem
 
     x, model, priors = problem(bm.SEED_DATA, 2, "shared", "normal", None, bm.Priors())
-    key = jax.random.key(3)
+    chain = np.array([3, 1])  # seed 3, chain 1
     warmup, draws = 20, 4
-    start = nuts._start(x, priors, key, None, model=model, init="seed", work=0)
+    start = nuts._start(x, priors, chain, None, model=model, init="seed", work=0)
     ours = nuts._nuts_chain(
         x,
         priors,
-        key,
+        chain,
         start,
         model=model,
         warmup=warmup,
@@ -146,6 +146,7 @@ def test_one_program_draws_what_blackjax_window_adaptation_then_nuts_draw():
         return jax.lax.scan(draw, state, jax.random.split(k_draw, draws))[1]
 
     # Compiled as cheaply as ours (work=0): XLA's full build of it took most of the test.
+    key = jax.random.fold_in(jax.random.key(3), 1)
     energy, locs = jax.jit(reference, compiler_options=_FAST_COMPILE)(key)
     np.testing.assert_allclose(ours[2], energy, rtol=1e-5)
     np.testing.assert_allclose(ours[0].locs, locs, rtol=1e-5)
@@ -165,7 +166,7 @@ def test_initial_inverse_mass_is_the_inverse_curvature_at_the_start(covariance):
 
     data = np.random.default_rng(0).normal(size=(60, 2)) + np.repeat([[0, 0], [4, 1]], 30, 0)
     x, model, priors = problem(data, 2, covariance, "normal", None, bm.Priors.from_data(data))
-    u, value, _, inverse = nuts._start(x, priors, jax.random.key(0), None, model=model,
+    u, value, _, inverse = nuts._start(x, priors, np.array([0, 0]), None, model=model,
                                           init="seed", work=0)  # fmt: skip
     flat, unravel = jax.flatten_util.ravel_pytree(u)
 

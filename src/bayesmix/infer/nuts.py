@@ -40,12 +40,18 @@ def log_density_u(u: Params, model: Mixture, x: jnp.ndarray, priors: Priors) -> 
     )
 
 
+def _chain_key(chain: jnp.ndarray) -> jax.Array:
+    """The PRNG key of chain = (seed, c), made inside the programs: eager PRNG ops (a key, its
+    split, its rows) each compiled on a cold run, 0.3 s in all, a tenth of the seed model's."""
+    return jax.random.fold_in(jax.random.key(chain[0]), chain[1])
+
+
 @partial(sized_jit, static_argnames=("model", "init"))
-def _start(x, priors, key, u_given, *, model, init):
+def _start(x, priors, chain, u_given, *, model, init):
     """One chain's start, in its own cheaply compiled program (a few passes over the rows; in
     the chain's program it cost ~1 s more compile at N = 1e4): (the unconstrained start, the
     log density and its gradient there, the initial inverse mass matrix (P,)). u_given: the
-    start, or None to draw one by `init` (with the first of the chain key's three parts).
+    start, or None to draw one by `init` (with the first of the chain's key's three parts).
 
     The inverse mass matrix is the inverse of the log density's curvature along each
     coordinate at the start (forward differences of the gradient, P + 1 passes). Stan starts
@@ -54,7 +60,7 @@ def _start(x, priors, key, u_given, *, model, init):
     first step (warm-up 30% shorter there). Above CURVATURE_MAX_P parameters the passes would
     cost a noticeable part of the warm-up: the unit metric."""
     if u_given is None:
-        k_init = jax.random.split(key, 3)[0]
+        k_init = jax.random.split(_chain_key(chain), 3)[0]
         u_given = model.to_unconstrained(model.params_from_init(INITS[init](k_init, x, model.k)))
     flat, unravel = jax.flatten_util.ravel_pytree(u_given)
     value_and_grad = jax.value_and_grad(lambda f: log_density_u(unravel(f), model, x, priors))
@@ -73,7 +79,7 @@ def _start(x, priors, key, u_given, *, model, init):
 
 
 @partial(sized_jit, static_argnames=("model", "warmup", "draws", "target_accept", "dense_mass"))
-def _nuts_chain(x, priors, key, start, *, model, warmup, draws, target_accept, dense_mass):
+def _nuts_chain(x, priors, chain, start, *, model, warmup, draws, target_accept, dense_mass):
     """One chain from `start` (`_start`'s): Stan's window adaptation for `warmup` steps, then
     `draws` NUTS steps, in one scan over one NUTS kernel (after BlackJAX's
     `window_adaptation`, which runs its own, the draws needed a second one: 1.5-2.5 s more
@@ -86,7 +92,7 @@ def _nuts_chain(x, priors, key, start, *, model, warmup, draws, target_accept, d
     from blackjax.adaptation.window_adaptation import build_schedule
     from blackjax.mcmc.hmc import HMCState
 
-    _, k_warm, k_draw = jax.random.split(key, 3)
+    _, k_warm, k_draw = jax.random.split(_chain_key(chain), 3)
     *state, inverse_mass = start
     state = HMCState(*state)
 
@@ -259,7 +265,9 @@ def sample_nuts(
     u_init = (
         None if init_params is None else check_init_params(init_params, model, x.shape[1], chains)
     )
-    keys = jax.random.split(jax.random.key(seed), chains)
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise SpecError(f"seed must be a whole number, got {seed!r}")
+    chain_ids = [np.array([seed, c], np.int64) for c in range(chains)]  # (seed, chain)
     given = [None if u_init is None else jax.tree.map(itemgetter(c), u_init) for c in range(chains)]
     settings = dict(
         # Every step is a pass over the rows: all but tiny runs get the optimized build (3.6x
@@ -275,7 +283,7 @@ def sample_nuts(
     # Traced here, the chains' program compiles (XLA, ~3-4 s at N = 1e4, without the GIL) while
     # the starts are computed (a few passes each; the cheap build serves), once for all chains.
     program = _nuts_chain.lower(
-        x, priors, keys[0], _start_like(given[0], model, x.shape[1]), **settings
+        x, priors, chain_ids[0], _start_like(given[0], model, x.shape[1]), **settings
     )
 
     def prepare(task: int):
@@ -283,14 +291,14 @@ def sample_nuts(
             return program.compile()
         return [
             _start(x, priors, k, u, work=0, model=model, init=init)
-            for k, u in zip(keys, given, strict=True)
+            for k, u in zip(chain_ids, given, strict=True)
         ]
 
     # On the host, as the compiled signature's placeholders (a device array would recompile).
     starts = jax.device_get(thread_map(prepare, range(2), cores())[1])
 
     def chain(c: int):
-        return jax.device_get(_nuts_chain(x, priors, keys[c], starts[c], **settings))
+        return jax.device_get(_nuts_chain(x, priors, chain_ids[c], starts[c], **settings))
 
     # The chains are independent: they run side by side, one per core.
     runs = thread_map(chain, range(chains), cores())
