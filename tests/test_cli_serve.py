@@ -107,6 +107,7 @@ def test_fit_no_posterior_saves_the_map_only(saved):
 
     saved_model = bm.load(model)
     assert saved_model.posterior is None and saved_model.meta["fit_method"] == "map"
+    assert "draws" not in saved_model.meta["settings"]  # no NUTS settings without NUTS
     assert describe(saved_model)["posterior"] is None
     np.testing.assert_array_equal(saved_model.fit.params.locs, summary["map"]["locs"])
     labels = tmp / "map-only.csv"

@@ -305,7 +305,7 @@ def _model_bytes(w) -> bytes:
     from .io import dumps
     from .serve.batch import jsonable
 
-    settings = {key: jsonable(v) for key, v in vars(w.settings).items() if key != "priors"} | {
+    settings = {key: jsonable(v) for key, v in w.settings.used().items() if key != "priors"} | {
         "n": int(w.x.shape[0])
     }
     return dumps(w.fit, w.posterior, w.columns, settings=settings)

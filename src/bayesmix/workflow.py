@@ -55,6 +55,11 @@ class Settings:
     seed: int = 0
     posterior: bool = True  # False: no NUTS, the MAP fit only
 
+    def used(self) -> dict:
+        """The settings as a dict, without NUTS's when there is no posterior."""
+        nuts = ("chains", "warmup", "draws", "target_accept")
+        return {k: v for k, v in self.__dict__.items() if self.posterior or k not in nuts}
+
 
 @dataclass
 class Workflow:
@@ -79,7 +84,7 @@ class Workflow:
         """The JSON-ready summary written to summary.json."""
         out = {
             "data": {"n": int(self.x.shape[0]), "d": int(self.x.shape[1]), "columns": self.columns},
-            "settings": {**self.settings.__dict__, "priors": self.fit.priors.to_dict()},
+            "settings": {**self.settings.used(), "priors": self.fit.priors.to_dict()},
             "map": self.fit.to_dict(),
             "best_initial_loss": self.fit.initial_loss,
             "best_init": self.fit.best_init,
