@@ -177,3 +177,27 @@ def test_initial_inverse_mass_is_the_inverse_curvature_at_the_start(covariance):
     np.testing.assert_allclose(value, exact(flat), rtol=1e-10)
     curvature = np.abs(np.diagonal(jax.jit(jax.hessian(exact))(flat)))
     np.testing.assert_allclose(1 / np.asarray(inverse), curvature, rtol=1e-3)
+
+
+@pytest.mark.parametrize("covariance", ["shared", "spherical", "diag", "full", "tied"])
+@pytest.mark.parametrize("family", ["normal", "student-t"])
+def test_chain_program_is_compiled_for_the_starts_it_gets(covariance, family):
+    """The chains' program is compiled before the starts exist, for `_start_like`'s shapes and
+    dtypes (made without NumPyro, which a warm run never imports): they must be `_start`'s,
+    or each call would compile the program again."""
+    import jax
+
+    from bayesmix.infer import nuts
+    from bayesmix.model import Mixture
+
+    model, d = Mixture(3, covariance, family), 3
+    x = np.random.default_rng(0).normal(size=(40, d))
+    priors = bm.Priors.from_data(x)
+    real = jax.eval_shape(
+        lambda x: nuts._start._fun(x, priors, np.array([0, 0]), None, model=model, init="seed"),
+        x,
+    )
+    assert jax.tree.structure(nuts._start_like(None, model, d)) == jax.tree.structure(real)
+    for a, b in zip(jax.tree.leaves(nuts._start_like(None, model, d)), jax.tree.leaves(real),
+                    strict=True):  # fmt: skip
+        assert (a.shape, a.dtype) == (b.shape, b.dtype)

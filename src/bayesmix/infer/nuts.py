@@ -160,10 +160,8 @@ def _nuts_chain(x, priors, chain, start, *, model, warmup, draws, target_accept,
 
 def _start_like(u: Params | None, model: Mixture, d: int) -> tuple:
     """The shapes and dtypes `_start` returns for the start u (None: drawn), without it."""
-    if u is None:  # traced, not run: eager ops would each compile (~1 s cold in all)
-        u = jax.eval_shape(
-            lambda: model.to_unconstrained(model.params_from_init(_init_like(model, d)))
-        )
+    if u is None:
+        u = model.unconstrained_like(d)
     u = jax.tree.map(lambda v: jax.ShapeDtypeStruct(jnp.shape(v), jnp.result_type(v)), u)
     size = sum(v.size for v in jax.tree.leaves(u))
     real = jnp.result_type(*jax.tree.leaves(u))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -146,6 +147,22 @@ class Mixture:
                 for f in Params._fields
             }
         )
+
+    def unconstrained_like(self, d: int) -> Params:
+        """The shapes and dtypes (jax.ShapeDtypeStruct) of `to_unconstrained`'s result for D
+        columns, without NumPyro (which a warm run never imports): the simplex's
+        stick-breaking map drops one weight, the correlation Cholesky factor (D, D) has
+        D (D - 1) / 2 free values, the other fields keep their shapes."""
+        k = self.k
+        like = jax.eval_shape(
+            lambda: self.params_from_init(Init(jnp.ones(k) / k, jnp.zeros((k, d)), jnp.ones(d)))
+        )
+
+        def free(f: str, v: jax.ShapeDtypeStruct) -> jax.ShapeDtypeStruct:
+            shape = {"weights": (k - 1,), "corr_chol": v.shape[:-2] + (d * (d - 1) // 2,)}
+            return jax.ShapeDtypeStruct(shape.get(f, v.shape), v.dtype)
+
+        return Params(**{f: free(f, getattr(like, f)) for f in self.free_fields})
 
     def from_unconstrained(self, u: Params) -> Params:
         """Unconstrained -> constrained (inverse of `to_unconstrained`); a fixed df is filled in."""
