@@ -168,10 +168,6 @@ def _start_like(u: Params | None, model: Mixture, d: int) -> tuple:
     return u, jax.ShapeDtypeStruct((), real), u, jax.ShapeDtypeStruct((size,), real)
 
 
-def _init_like(model: Mixture, d: int) -> Init:
-    return Init(np.ones(model.k) / model.k, np.zeros((model.k, d)), np.ones(d))
-
-
 def check_init_params(init_params: object, model: Mixture, d: int, chains: int) -> Params:
     """Starting positions for `chains` chains as unconstrained Params with a leading chain
     axis, or SpecError. `init_params`: Params of `model` for one start (every chain starts
@@ -181,7 +177,9 @@ def check_init_params(init_params: object, model: Mixture, d: int, chains: int) 
             f"init_params must be a bayesmix Params (e.g. fit.params of a MAP fit), got "
             f"{type(init_params).__name__}"
         )
-    like = model.params_from_init(_init_like(model, d))
+    like = model.params_from_init(
+        Init(np.ones(model.k) / model.k, np.zeros((model.k, d)), np.ones(d))
+    )
     out = {}
     for name in Params._fields:
         ref, v = getattr(like, name), getattr(init_params, name)
