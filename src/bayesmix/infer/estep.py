@@ -90,16 +90,22 @@ def accumulator_dtype() -> jnp.dtype:
 def block_rows(k: int, d: int = 1, moment: str = "diag") -> int:
     """Rows per block: about BLOCK_ELEMENTS elements in the block's largest intermediate,
     (rows, K) for diagonal covariances and (rows, K, D) for full / tied ones; a power of two
-    between 256 and 65536."""
+    between 256 and 65536 (on an accelerator GPU_SCALE times more)."""
     per_row = k if moment == "diag" else k * d
     # An accelerator wants far larger blocks than a CPU's cache does (GPU_SCALE more elements);
-    # with the distances written out (D > 2, `_distances`) 2^20 rows was best (H200, E-step at
-    # 1e7 x 10, K = 2-16: 1.3-1.6x faster than 2^21, 2^22 or all rows).
+    # with the distances written out at D > 2 2^20 rows was best (H200, E-step at 1e7 x 10,
+    # K = 2-16: 1.3-1.6x faster than 2^21, 2^22 or all rows).
     scale = 1 if jax.default_backend() == "cpu" else GPU_SCALE
-    if scale > 1 and moment == "diag" and d > 2 and k <= WRITTEN_OUT_K:
+    if scale > 1 and moment == "diag" and d > 2 and _written_out(k, d):
         return 1 << 20
     target = BLOCK_ELEMENTS * scale // per_row
     return int(min((1 << 16) * scale, max(256, 1 << int(math.log2(max(1, target))))))
+
+
+def _written_out(k: int, d: int) -> bool:
+    """Whether diagonal distances are written out per column (else matrix products): for
+    D <= 2, and on an accelerator up to WRITTEN_OUT_K components."""
+    return d <= 2 or (jax.default_backend() != "cpu" and k <= WRITTEN_OUT_K)
 
 
 def _over_components(op, a: jnp.ndarray) -> jnp.ndarray:
@@ -129,8 +135,7 @@ def _distances(params: Params, xc: jnp.ndarray, c: jnp.ndarray):
     if params.corr_chol is None:
         var = jnp.broadcast_to((s**2).reshape(s.shape + (1,) * (2 - s.ndim)), (k, d))
         half_logdet = jnp.sum(jnp.log(var), axis=-1) / 2
-        written_out = d <= 2 or (jax.default_backend() != "cpu" and k <= WRITTEN_OUT_K)
-        if written_out:  # as in `model.components.scaled_sq_distances`
+        if _written_out(k, d):  # as in `model.components.scaled_sq_distances`
             d2 = sum((xc[None, :, j] - mc[:, j, None]) ** 2 / var[:, j, None] for j in range(d))
         else:  # (one product over concatenated [xc^2, xc] ran 6-20% slower at 1e6 x 10)
             d2 = (1 / var) @ (xc * xc).T + (-2 * mc / var) @ xc.T
