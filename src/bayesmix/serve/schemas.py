@@ -148,18 +148,17 @@ def _scalar(text: str) -> object:
 
 
 def query_parameters() -> list[dict]:
-    """The options as OpenAPI query parameters (the request body's fields, for NPY bodies)."""
-    schemas = {
-        "temperature": {"type": "integer", "enum": [0, 1], "default": 0},
-        "seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED},
-        "proba": {"type": "boolean", "default": True},
-    }
-    fields = _PredictBase.model_fields
-    return [
-        {"name": name, "in": "query", "required": False, "schema": schemas[name]}
-        | {"description": fields[name].description}
-        for name in OPTIONS
-    ]
+    """The options as OpenAPI query parameters: the request body's fields (for NPY bodies),
+    with the body's JSON schema (`query_options` reads the values as the body's)."""
+    properties = _PredictBase.model_json_schema()["properties"]
+    out = []
+    for name in OPTIONS:
+        schema = {k: v for k, v in properties[name].items() if k not in ("title", "description")}
+        out.append(
+            {"name": name, "in": "query", "required": False, "schema": schema}
+            | {"description": properties[name]["description"]}
+        )
+    return out
 
 
 def value_errors(x: np.ndarray) -> list[dict]:
