@@ -327,14 +327,15 @@ def test_unaligned_data_is_read_in_place_and_fits_as_an_aligned_copy():
 def test_rows_split_between_cores_fit_as_one_range(monkeypatch):
     """Each core sums the statistics of its own range of rows in every E-step: with the rows
     split three ways (uneven lengths, one compiled program) the fit is the one-range fit."""
-    from bayesmix.infer import em
+    from bayesmix.infer import em, estep
 
     rng = np.random.default_rng(5)
     x = rng.normal(size=(1001, 2)) + 5 * (rng.random((1001, 1)) < 0.3)
     one = fit_em(x, 2, covariance="diag", progress=False)
-    monkeypatch.setattr(em, "PARALLEL_WORK", 600)
+    monkeypatch.setattr(estep, "PARALLEL_WORK", 600)
+    monkeypatch.setattr(estep, "cores", lambda: 3)
     monkeypatch.setattr(em, "cores", lambda: 3)
-    assert em.row_ranges(1001, 2) == [(0, 333), (333, 667), (667, 1001)]
+    assert estep.row_ranges(1001, 2) == [(0, 333), (333, 667), (667, 1001)]
     split = fit_em(x, 2, covariance="diag", progress=False)
     assert len(split.losses) == len(one.losses)
     jax.tree.map(

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pyarrow as pa
@@ -16,6 +17,10 @@ import pyarrow.parquet as pq
 import pytest
 
 import bayesmix as bm
+from bayesmix import sources
+from bayesmix._threads import prefetch
+from bayesmix.errors import DataError
+from bayesmix.infer import estep
 from bayesmix.infer.em import fit_em
 from bayesmix.sources import ArraySource, open_source, rows_for_budget
 from bayesmix.stream import predict_to_parquet
@@ -56,8 +61,15 @@ def reference(data):
     }
 
 
-@pytest.mark.parametrize("covariance", ["diag", "full"])
-def test_chunked_and_file_fits_equal_the_in_memory_fit(data, files, reference, covariance):
+@pytest.mark.parametrize(("covariance", "split"), [("diag", False), ("full", True)])
+def test_chunked_and_file_fits_equal_the_in_memory_fit(
+    data, files, reference, covariance, split, monkeypatch
+):
+    if split:  # each chunk's E-step split between three threads
+        monkeypatch.setattr(estep, "PARALLEL_WORK", 100)
+        monkeypatch.setattr(estep, "cores", lambda: 3)
+        monkeypatch.setattr(sources, "cores", lambda: 3)
+        assert len(estep.row_ranges(256, 3)) == 3
     ref = reference[covariance]
     kw = dict(covariance=covariance, priors=bm.Priors.from_data(data), **KW)
     fits = {
@@ -69,6 +81,32 @@ def test_chunked_and_file_fits_equal_the_in_memory_fit(data, files, reference, c
         assert _max_diff(fit.params, ref.params) < 1e-5, name
         assert fit.neg_log_joint == pytest.approx(ref.neg_log_joint, rel=1e-10), name
         assert fit.initial_loss == pytest.approx(ref.initial_loss, rel=1e-10), name
+
+
+def test_prefetch_keeps_order_and_errors_and_reads_one_item_ahead():
+    made = []
+
+    def items():
+        for i in range(6):
+            made.append(i)
+            yield i
+        raise DataError("chunk 7 is bad")
+
+    seen = []
+    with pytest.raises(DataError, match="chunk 7"):
+        for i in prefetch(items()):
+            time.sleep(0.01)  # the producer has time to run ahead, if it would
+            assert len(made) <= i + 2  # the caller's item and the next one, no more
+            seen.append(i)
+    assert seen == list(range(6))
+
+    made.clear()
+    for i in prefetch(items()):
+        time.sleep(0.05)  # item i + 1 is made meanwhile
+        if i == 1:
+            break
+    time.sleep(0.2)
+    assert made == [0, 1, 2]  # stopped with the caller
 
 
 def test_auto_priors_from_streamed_moments(data, files):

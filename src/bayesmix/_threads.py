@@ -5,18 +5,22 @@ one program (a NUTS chain, an E-step's loop over blocks of rows) keeps one core 
 calls (chains; the E-step's statistics of disjoint row ranges, which add up) therefore run in a
 thread pool, one thread per core. On an accelerator the device is the parallel hardware: one
 call at a time.
+
+`prefetch` overlaps reading with computing: a background thread produces the next item of an
+iterator (a file's next chunk: Parquet decoding and NumPy conversions release the GIL) while
+the caller computes on the current one.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import jax
 
-__all__ = ["cores", "thread_map"]
+__all__ = ["cores", "prefetch", "thread_map"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -42,3 +46,25 @@ def thread_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> list[R
         return list(pool.map(fn, items))
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+_reader: ThreadPoolExecutor | None = None
+_END = object()
+
+
+def prefetch(items: Iterable[T]) -> Iterator[T]:
+    """The items of `items`, the next one produced by a background thread while the caller
+    works on the current one: at most two exist at once (the caller's and the next). An
+    exception raised by `items` is raised here, in its place in the sequence.
+
+    One reader thread serves every call, for the life of the process: memory a thread
+    allocates stays in that thread's allocator arena, and a fresh thread per pass over a
+    file grew the peak memory of a fit 2.5x (measured under a 128 MiB budget)."""
+    global _reader
+    if _reader is None:
+        _reader = ThreadPoolExecutor(1, thread_name_prefix="bayesmix-reader")
+    it = iter(items)
+    ahead = _reader.submit(next, it, _END)
+    while (item := ahead.result()) is not _END:
+        ahead = _reader.submit(next, it, _END)
+        yield item

@@ -1,17 +1,19 @@
 """Data read in chunks: arrays (and memory maps), Parquet and CSV files, for out-of-core fits.
 
 A source yields the data as validated (rows, D) float64 chunks, each with its place (file,
-chunk number, first global row) for error messages, and never holds more than one chunk. Fits
-make one pass over it per EM iteration (`Source.stats`: each chunk's sufficient statistics by
-the compiled E-step kernel, summed in float64), plus a first pass (`Source.scan`: row count,
-column means and standard deviations, validation) and one to gather the initialization's rows
-(`Source.take`). `bayesmix.distributed.DaskSource` runs the same passes on a Dask cluster.
+chunk number, first global row) for error messages, and holds at most two chunks (the
+caller's, and the next, read by a background thread meanwhile: `bayesmix._threads.prefetch`).
+Fits make one pass over it per EM iteration (`Source.stats`: each chunk's sufficient
+statistics by the compiled E-step kernel, its rows split between the cores, summed in
+float64), plus a first pass (`Source.scan`: row count, column means and standard deviations,
+validation) and one to gather the initialization's rows (`Source.take`).
+`bayesmix.distributed.DaskSource` runs the same passes on a Dask cluster.
 
-Parquet and CSV files are read with pyarrow (the `bayesmix[scale]` extra). Memory: a chunk of
-`chunk_rows` rows costs about 5 x 8 x D bytes per row while it is processed (the reader's
-buffer, the float64 chunk, its padded copy and the device copy); `rows_for_budget` turns a
-memory budget into `chunk_rows`. A Parquet file is read one row group at a time, so its row
-groups must fit in the budget too.
+Parquet and CSV files are read with pyarrow (the `bayesmix[scale]` extra). Memory: about
+6 x 8 x D bytes per row of `chunk_rows` (the current chunk in float64 and its padded copy,
+which the device reads in place; the next chunk in the reader's buffer and in float64, pieces
+and whole; slack); `rows_for_budget` turns a memory budget into `chunk_rows`. A Parquet file
+is read one row group at a time, so its row groups must fit in the budget too.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._threads import cores, prefetch, thread_map
 from .data import LARGE, MAX_ABS, as_data
 from .errors import DataError, SpecError
-from .infer.estep import RUNS, Stats, estep
+from .infer.estep import RUNS, Stats, estep, row_ranges
 from .model import Params
 
 __all__ = [
@@ -47,9 +50,10 @@ __all__ = [
 
 #: Rows per chunk when neither chunk_rows nor a memory budget is given: 32 MB of float64.
 DEFAULT_CHUNK_BYTES = 1 << 25
-#: Bytes a chunk costs per value while it is processed (reader buffer, float64 chunk, padded
-#: copy, device copy, slack), and the fixed cost of the E-step's block intermediates.
-BYTES_PER_VALUE = 5 * 8
+#: Bytes per value of a chunk while it is processed (the float64 chunk and its padded copy,
+#: which the device reads in place; the next chunk's reader buffer, float64 pieces and their
+#: concatenation; slack), and the fixed cost of the E-step's block intermediates.
+BYTES_PER_VALUE = 6 * 8
 FIXED_BYTES = 16 << 20
 
 
@@ -157,21 +161,27 @@ def chunk_stats(
     block: int,
     dtype: np.dtype,
     pad_to: int,
+    workers: int = 1,
 ) -> Stats:
-    """E-step statistics of one chunk (rows, D), as float64 NumPy arrays."""
+    """E-step statistics of one chunk (rows, D), as float64 NumPy arrays; its rows split
+    between up to `workers` threads (`bayesmix.infer.estep.row_ranges`)."""
     rows, d = values.shape
-    padded = np.zeros((_bucket(rows, pad_to), d), dtype)
+    k = params.weights.shape[-1]
+    shape, dtype = (_bucket(rows, pad_to), d), np.dtype(dtype)
+    # 64-byte aligned, so that the CPU device reads it in place rather than copying it.
+    raw = np.zeros(math.prod(shape) * dtype.itemsize + 64, np.uint8)
+    offset = -raw.ctypes.data % 64
+    padded = raw[offset : offset + math.prod(shape) * dtype.itemsize].view(dtype).reshape(shape)
     padded[:rows] = values
-    st = estep(
-        params,
-        jnp.asarray(padded),
-        rows,
-        jnp.asarray(c),
-        moment=moment,
-        block=block,
-        work=padded.size * params.weights.shape[-1] * RUNS,
-    )
-    return jax.tree.map(lambda v: np.asarray(v, np.float64), st)
+    xd, cd = jax.device_put(padded, may_alias=True), jnp.asarray(c)
+
+    def part(r: tuple[int, int]) -> Stats:
+        lo, hi = r
+        st = estep(params, xd, hi, cd, lo, moment=moment, block=block, work=xd.size * k * RUNS)
+        return jax.tree.map(lambda v: np.asarray(v, np.float64), st)
+
+    parts = thread_map(part, row_ranges(rows, k), workers)
+    return jax.tree.map(lambda *v: sum(v[1:], v[0]), *parts)
 
 
 def rows_for_budget(budget: int, d: int) -> int:
@@ -216,9 +226,14 @@ class Source:
             raise SpecError(f"chunk_rows must be a whole number >= 2, got {chunk_rows!r}")
         self.chunk_rows = max(2, int(chunk_rows))
         self.budget = budget
+        self._compiled: set[tuple] = set()  # E-step programs run (`stats`)
 
     def chunks(self) -> Iterator[Chunk]:
-        """Validated chunks of at most `chunk_rows` rows, in row order."""
+        """Validated chunks of at most `chunk_rows` rows, in row order (the next one read
+        while the caller computes on the current one)."""
+        return prefetch(self._chunks())
+
+    def _chunks(self) -> Iterator[Chunk]:
         first, number = 0, 0
         pending: list[np.ndarray] = []
         held, label = 0, None
@@ -276,10 +291,19 @@ class Source:
         """One E-step pass: the sum over chunks of their statistics (float64)."""
         total = None
         for chunk in self.chunks():
+            # A chunk whose program is not compiled yet runs on one thread (compiled once).
+            program = (
+                _bucket(len(chunk.values), self.chunk_rows),
+                np.dtype(dtype),
+                params.weights.shape,
+                moment,
+                block,
+            )
             st = chunk_stats(
                 params, c, chunk.values, moment=moment, block=block, dtype=dtype,
-                pad_to=self.chunk_rows,
+                pad_to=self.chunk_rows, workers=cores() if program in self._compiled else 1,
             )  # fmt: skip
+            self._compiled.add(program)
             total = st if total is None else jax.tree.map(np.add, total, st)
         return total
 

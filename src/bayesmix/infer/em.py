@@ -48,6 +48,7 @@ from .estep import (
     block_rows,
     estep,
     moment_kind,
+    row_ranges,
     stats,
     zero_stats,
 )
@@ -58,10 +59,6 @@ from .problem import check_init, whole
 
 __all__ = ["FitInterrupted", "LARGE", "fit_em", "priors_from_moments", "resolve_dtype"]
 
-#: In-memory E-steps are split between the cores from this many rows x components per core on
-#: (measured at 1e6 rows on 2 cores, the fit's time per iteration: K = 8 and 16, 1.3-1.4x
-#: faster at D = 1 and 10; K = 2 no faster, and at D = 1 slower: 11 -> 14 ms).
-PARALLEL_WORK = 1 << 21
 #: Iterations of one compiled EM segment at most, and the time under which segments grow.
 SEGMENT = 64
 SEGMENT_S = 0.1
@@ -353,14 +350,6 @@ def device_rows(x: np.ndarray) -> list[jax.Array]:
     if head is None:
         return [jax.device_put(x)]
     return [jax.device_put(x[:head]), jax.device_put(x[head:], may_alias=True)]
-
-
-def row_ranges(n: int, k: int) -> list[tuple[int, int]]:
-    """[(first, stop)] splitting n rows of a K-component E-step into one range per core, each
-    of at least `PARALLEL_WORK` rows x components (fewer ranges below that)."""
-    parts = max(1, min(cores(), n * k // PARALLEL_WORK))
-    bounds = [n * i // parts for i in range(parts + 1)]
-    return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
 def _threaded_e_step(ranges: list, k: int, moment: str, block: int) -> Callable:
