@@ -93,12 +93,15 @@ def _nuts_chain(x, priors, chain, start, *, model, warmup, draws, target_accept,
     from blackjax.mcmc.hmc import HMCState
 
     _, k_warm, k_draw = jax.random.split(_chain_key(chain), 3)
-    *state, inverse_mass = start
-    state = HMCState(*state)
+    u, value, grad, inverse_mass = start
+    # The chain moves a flat vector: per-leaf operations on a Params position were repeated
+    # per leaf in the program (the momentum's normal draw, compiled four times on the seed).
+    position, unravel = jax.flatten_util.ravel_pytree(u)
+    state = HMCState(position, value, jax.flatten_util.ravel_pytree(grad)[0])
 
     @jax.jit  # traced once for its several call sites (the integrator's)
-    def logdensity(u):
-        return log_density_u(u, model, x, priors)
+    def logdensity(flat):
+        return log_density_u(unravel(flat), model, x, priors)
 
     kernel = blackjax.nuts.build_kernel()
     mm_init, mm_update, mm_final = mass_matrix_adaptation(not dense_mass)
@@ -135,7 +138,7 @@ def _nuts_chain(x, priors, chain, start, *, model, warmup, draws, target_accept,
         step_size = jnp.where(last, jnp.exp(da.log_step_size_avg), step_size)
         inverse_mass = jnp.where(warming, mm.inverse_mass_matrix, inverse_mass)
         stats = (info.is_divergent, info.acceptance_rate, info.num_integration_steps)
-        out = (model.from_unconstrained(state.position), stats, info.energy)
+        out = (model.from_unconstrained(unravel(state.position)), stats, info.energy)
         # Only the draws are kept (a warm-up step writes slot 0, which the first draw takes).
         kept = jax.tree.map(
             lambda b, v: jax.lax.dynamic_update_index_in_dim(b, v.astype(b.dtype), slot, 0),
@@ -149,7 +152,7 @@ def _nuts_chain(x, priors, chain, start, *, model, warmup, draws, target_accept,
     step_size = jnp.ones_like(da.log_step_size)  # BlackJAX's initial step size
     real = state.logdensity.dtype
     like = (
-        model.from_unconstrained(state.position),
+        model.from_unconstrained(u),
         (False, jnp.zeros((), real), 0),
         state.logdensity,
     )
