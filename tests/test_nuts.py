@@ -179,6 +179,28 @@ def test_initial_inverse_mass_is_the_inverse_curvature_at_the_start(covariance):
     np.testing.assert_allclose(1 / np.asarray(inverse), curvature, rtol=1e-3)
 
 
+def test_many_parameters_start_from_the_unit_metric(monkeypatch):
+    """Above CURVATURE_MAX_P parameters the P + 1 gradient passes are skipped: the unit
+    metric, the same start, value and gradient (traced afresh: the cached program has the
+    constant built in)."""
+    import jax
+
+    from bayesmix.infer import nuts
+    from bayesmix.infer.problem import problem
+
+    data = np.random.default_rng(1).normal(size=(40, 2)) + np.repeat([[0, 0], [4, 1]], 20, 0)
+    x, model, priors = problem(data, 2, "diag", "normal", None, bm.Priors.from_data(data))
+    start = jax.jit(nuts._start._fun, static_argnames=("model", "init"))
+    args = (x, priors, np.array([0, 0]), None)
+    curved = start(*args, model=model, init="seed")
+    monkeypatch.setattr(nuts, "CURVATURE_MAX_P", 5)  # this model has 1 + 4 + 4 = 9
+    unit = start.__wrapped__(*args, model=model, init="seed")
+    np.testing.assert_array_equal(unit[3], np.ones(9))
+    assert not np.allclose(curved[3], 1)
+    for a, b in zip(jax.tree.leaves(unit[:3]), jax.tree.leaves(curved[:3]), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10)
+
+
 @pytest.mark.parametrize("covariance", ["shared", "spherical", "diag", "full", "tied"])
 @pytest.mark.parametrize("family", ["normal", "student-t"])
 def test_chain_program_is_compiled_for_the_starts_it_gets(covariance, family):

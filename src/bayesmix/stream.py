@@ -20,6 +20,7 @@ import numpy as np
 from ._jit import sized_jit
 from .enumerate import log_weighted
 from .errors import DataError
+from .io import dictionary_columns
 from .result import MAPResult
 from .sources import BYTES_PER_VALUE, ArraySource, Source, as_source, rows_for_budget
 
@@ -102,9 +103,9 @@ def predict_to_parquet(
                 arrays.append(pa.array(logp[:n]))
             table = pa.Table.from_arrays(arrays, names=names)
             if writer is None:
-                # Dictionary encoding only for the labels: tried on the probabilities it fails
-                # (nearly every value distinct) and made writing 3x slower and the file larger.
-                writer = pq.ParquetWriter(tmp, table.schema, use_dictionary=["component"])
+                writer = pq.ParquetWriter(
+                    tmp, table.schema, use_dictionary=dictionary_columns(table.schema)
+                )
             writer.write_table(table)
             rows += n
         if writer is None:

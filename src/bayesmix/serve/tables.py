@@ -16,7 +16,7 @@ import numpy as np
 
 from ..data import as_data, csv_columns
 from ..errors import DataError
-from ..io import atomic_write
+from ..io import atomic_write, dictionary_columns
 
 __all__ = ["is_parquet", "read_table", "table_bytes", "write_table"]
 
@@ -102,11 +102,8 @@ def table_bytes(table: Mapping[str, np.ndarray], parquet: bool = False) -> bytes
     if parquet:
         pa, pq = _pyarrow()
         buf = io.BytesIO()
-        columns = {name: np.asarray(v) for name, v in table.items()}
-        # Dictionary encoding for labels and integers, not for floats (nearly every value
-        # distinct: 3x slower to write and larger for membership probabilities).
-        labels = [name for name, v in columns.items() if v.dtype.kind not in "fc"]
-        pq.write_table(pa.table(columns), buf, use_dictionary=labels)
+        arrow = pa.table({name: np.asarray(v) for name, v in table.items()})
+        pq.write_table(arrow, buf, use_dictionary=dictionary_columns(arrow.schema))
         return buf.getvalue()
     columns = [np.asarray(v).tolist() for v in table.values()]  # floats print in full (repr)
     lines = [",".join(_csv_cell(name) for name in table)]
