@@ -82,15 +82,17 @@ def test_summary_agrees_with_the_library(demo, seed_fit):
     assert 5.7 - 1e-9 <= lo and hi <= 5.8 + 1e-9
 
 
-def test_fit_on_a_csv(tmp_path):
+@pytest.mark.parametrize("option", ["--columns", "--column"])
+def test_fit_on_a_csv(tmp_path, option):
     data = tmp_path / "d.csv"
-    data.write_text("id,value\n" + "".join(f"{i},{v}\n" for i, v in enumerate([0, 1, 10, 11, 12])))
+    rows = "".join(f"{i},t{i},{v}\n" for i, v in enumerate([0, 1, 10, 11, 12]))
+    data.write_text("id,tag,value\n" + rows)  # the text column is left out
     args = [
         "fit",
         str(data),
         "--k",
         "2",
-        "--column",
+        option,
         "value",
         "--draws",
         "100",
@@ -118,6 +120,8 @@ def test_fit_on_a_csv(tmp_path):
         ("x\n1\n2\n", ["--k", "3"], "K <= 2"),
         ("x\n4\n4\n4\n", [], "constant"),
         ("x\n1e308\n-1e308\n0\n", [], "too large"),
+        ("x,tag\n1,a\n2,b\n", [], "not a number; choose numeric columns with --columns a,b"),
+        ("x,y\n1,2\n2,1\n", ["--columns", "x,z"], "has no column(s) ['z']"),
     ],
 )
 def test_bad_input_exits_cleanly_and_writes_nothing(tmp_path, content, extra, message):

@@ -176,35 +176,49 @@ def demo(**options) -> None:
     _run(SEED_DATA, ["x"], k=2, **options)
 
 
+def _columns_option(fn: Callable) -> Callable:
+    """--columns a,b (and the older --column a) for the commands that fit data."""
+    fn = click.option(
+        "--columns",
+        default=None,
+        help="Comma-separated columns to use (default: every column, all numeric).",
+    )(fn)
+    return click.option("--column", default=None, hidden=True)(fn)  # one column, as --columns
+
+
 @main.command()
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("--k", "k", type=int, required=True, help="Number of components.")
-@click.option("--column", default=None, help="Use only this column (default: every column).")
+@_columns_option
 @_workflow_options
 @_clean_errors
-def fit(data: Path, k: int, column: str | None, **options) -> None:
+def fit(data: Path, k: int, columns: str | None, column: str | None, **options) -> None:
     """Run the workflow on a CSV file with a header row (or a Parquet file).
 
     \b
     Example:
-        bayesmix fit measurements.csv --k 3 --column length --out results
+        bayesmix fit measurements.csv --k 3 --columns length,width --out results
         bayesmix fit measurements.csv --k 3 --save model.bmx
         bayesmix fit big.parquet --k 5 --no-posterior --save model.bmx   # MAP only
     """
-    x, names = _read_fit_data(data, column)
+    x, names = _read_fit_data(data, columns, column)
     options["priors"] = options["priors"] or "auto"
     options["method"] = options["method"] or "em"
     _run(x, names, k=k, **options)
 
 
-def _read_fit_data(data: Path, column: str | None):
-    """(x (N, D), column names) of a CSV or Parquet file to fit."""
-    from .data import read_csv
-    from .serve.tables import is_parquet, read_table
+def _read_fit_data(data: Path, columns: str | None, column: str | None):
+    """(x (N, D), column names) of a CSV or Parquet file to fit: the comma-separated
+    `columns`, or the one `column`, or every column."""
+    from .serve.tables import read_table
 
-    if is_parquet(data):
-        return read_table(data, None if column is None else [column], for_fit=True)
-    return read_csv(data, column)
+    if columns is not None and column is not None:
+        raise click.UsageError("give --columns or --column, not both")
+    names = [column] if column is not None else columns
+    if isinstance(names, str):
+        names = [c.strip() for c in names.split(",") if c.strip()]
+    hint = "; choose numeric columns with --columns a,b" if names is None else ""
+    return read_table(data, names or None, for_fit=True, hint=hint)
 
 
 def _run(
@@ -329,7 +343,7 @@ def _parse_ks(text: str) -> list[int]:
 @main.command("select")
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("--k", "ks", default="1..8", show_default=True, help="Candidate K: 1..8 or 2,3,5.")
-@click.option("--column", default=None, help="Use only this column (default: every column).")
+@_columns_option
 @click.option(
     "--criterion",
     type=click.Choice(["bic", "aic", "icl"]),
@@ -358,6 +372,7 @@ def _parse_ks(text: str) -> list[int]:
 def select_command(
     data,
     ks,
+    columns,
     column,
     criterion,
     n_init,
@@ -387,7 +402,7 @@ def select_command(
     from .model import Priors
     from .select import select_k
 
-    x, names = _read_fit_data(data, column)
+    x, names = _read_fit_data(data, columns, column)
     candidates = [k for k in _parse_ks(ks) if k <= x.shape[0]]
     if not candidates:
         raise click.BadParameter(f"every K in {ks} exceeds the {x.shape[0]} rows of {data}")
@@ -512,7 +527,9 @@ def predict_command(
             f"--columns names {len(names)} column(s) {names} but the model has {saved.d}: "
             f"{saved.columns}"
         )
-    x, _ = read_table(data, names, dim=saved.d)
+    x, _ = read_table(
+        data, names, dim=saved.d, hint=" (the model needs its own column names; see --columns)"
+    )
     labels, probs = classify(saved.fit, x, temperature=int(temperature), seed=seed, proba=proba)
     table = {"label": labels}
     if probs is not None:

@@ -33,28 +33,27 @@ def read_table(
     *,
     for_fit: bool = False,
     dim: int | None = None,
+    hint: str = "",
 ) -> tuple[np.ndarray, list[str]]:
     """Read `columns` (default: every column, all numeric) of a CSV or Parquet file.
 
     Returns (x (N, D) float64, the column names), validated by `bayesmix.data.as_data`
-    (`for_fit` and `dim` as there). Other columns of the file are ignored.
+    (`for_fit` and `dim` as there). Other columns of the file are ignored. `hint` ends the
+    message of a missing or non-numeric column (how to choose others).
     """
     path = Path(path)
     if not path.exists():
         raise DataError(f"file not found: {path}; check the path")
     if path.is_dir():
         raise DataError(f"{path} is a folder, not a data file")
-    header, read = _parquet(path) if is_parquet(path) else csv_columns(path)
+    header, read = _parquet(path, hint) if is_parquet(path) else csv_columns(path, hint)
     if len(set(header)) != len(header):
         twice = sorted({h for h in header if header.count(h) > 1})
         raise DataError(f"{path} has duplicate column names {twice}; rename them")
     names = list(header) if columns is None else list(columns)
     missing = [c for c in names if c not in header]
     if missing:
-        raise DataError(
-            f"{path} has no column(s) {missing}; its columns are {header}"
-            + ("" if columns is None else " (the model needs its own column names; see --columns)")
-        )
+        raise DataError(f"{path} has no column(s) {missing}; its columns are {header}{hint}")
     values = np.column_stack([read(header.index(c)) for c in names]) if names else np.empty((0, 0))
     labels = [f"column {c!r}" for c in names]
     return as_data(values, labels, str(path), for_fit=for_fit, dim=dim), names
@@ -72,7 +71,7 @@ def _pyarrow():
     return pa, pq
 
 
-def _parquet(path: Path):
+def _parquet(path: Path, hint: str = ""):
     pa, pq = _pyarrow()
     try:
         table = pq.read_table(path)
@@ -84,7 +83,7 @@ def _parquet(path: Path):
         col, name = table.column(j), header[j]
         t = col.type
         if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)):
-            raise DataError(f"{path}, column {name!r} holds {t} values, not numbers")
+            raise DataError(f"{path}, column {name!r} holds {t} values, not numbers{hint}")
         if col.null_count:
             i = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
             raise DataError(
