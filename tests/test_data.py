@@ -26,6 +26,16 @@ def test_bad_arrays(data, message):
         bm.fit_map(data, 1)
 
 
+def test_data_frames_are_named_by_their_columns():
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"a": [0.0, 1.0, 5.0], "tag": ["x", "y", "z"], "b": [1.0, 2.0, 0.5]})
+    with pytest.raises(bm.DataError, match=r"column 'tag' is not numeric .* data\[\['a', 'b'\]\]"):
+        bm.fit_em(frame, 1)
+    frame = frame.drop(columns="tag").assign(b=[1.0, np.nan, 0.5])
+    with pytest.raises(bm.DataError, match=r"\(nan\) in row 2, column 'b'"):
+        bm.fit_em(frame, 1)
+
+
 def test_csv_reading(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text("name,x,y\na,0,1\nb,1,3\nc,10,4\n")

@@ -29,6 +29,14 @@ LARGE = 1_000_000
 MAX_ABS = 1e150
 
 
+def _numeric(column: object) -> bool:
+    try:
+        np.asarray(column, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def as_data(
     x: object,
     columns: Sequence[str] | None = None,
@@ -43,9 +51,20 @@ def as_data(
     point). `columns` names the columns in messages; `source` names where the data came from.
     `for_fit` also requires two rows and no constant column; `dim` requires D == dim.
     """
+    frame = list(x.columns) if hasattr(x, "columns") and hasattr(x, "to_numpy") else None
+    if frame is not None and columns is None:  # a data frame (pandas, polars): its names
+        columns = [f"column {c!r}" for c in frame]
     try:
         arr = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as exc:
+        if frame is not None:
+            text = [c for c in frame if not _numeric(x[c])]
+            if text:
+                keep = [c for c in frame if c not in text]
+                raise DataError(
+                    f"{source} column {text[0]!r} is not numeric ({exc}); select the numeric "
+                    f"columns, e.g. data[{keep!r}]"
+                ) from None
         raise DataError(
             f"{source} is not numeric ({exc}); pass numbers only, one row per point"
         ) from None
