@@ -91,4 +91,4 @@ def test_streamed_prediction_from_a_dask_dataframe(data, reference, tmp_path):
     n = predict_to_parquet(reference, df, tmp_path / "m.parquet", dtype="float64")
     table = pq.read_table(tmp_path / "m.parquet")
     assert n == len(data)
-    np.testing.assert_array_equal(table["component"].to_numpy(), bm.predict(reference, data))
+    np.testing.assert_array_equal(table["label"].to_numpy(), bm.predict(reference, data))

@@ -180,14 +180,14 @@ def test_streamed_prediction_equals_predict(data, files, tmp_path):
                            log_density=True, dtype="float64")  # fmt: skip
     table = pq.read_table(out)
     assert n == len(data) == table.num_rows
-    np.testing.assert_array_equal(table["component"].to_numpy(), bm.predict(fit, data))
-    probs = np.column_stack([table[f"prob_{j}"].to_numpy() for j in range(3)])
+    np.testing.assert_array_equal(table["label"].to_numpy(), bm.predict(fit, data))
+    probs = np.column_stack([table[f"p{j}"].to_numpy() for j in range(3)])
     np.testing.assert_allclose(probs, bm.predict_proba(fit, data), atol=1e-12)
     np.testing.assert_allclose(table["log_density"].to_numpy(), bm.log_density(fit, data))
     # Dictionary encoding for the labels only (it slowed the probabilities' writing 3x).
     meta = pq.ParquetFile(out).metadata.row_group(0)
     encoded = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(5)}
-    assert all(("RLE_DICTIONARY" in e) == (name == "component") for name, e in encoded.items())
+    assert all(("RLE_DICTIONARY" in e) == (name == "label") for name, e in encoded.items())
 
 
 def test_row_groups_larger_than_the_budget_are_refused(tmp_path):

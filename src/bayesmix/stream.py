@@ -54,9 +54,9 @@ def predict_to_parquet(
     """Write the membership of every row of `data` to the Parquet file `path`; return the
     number of rows written.
 
-    Columns written: `component` (int32, the MAP component), `prob_0` ... `prob_{K-1}`
-    (membership probabilities, with `probabilities`) and `log_density` (log p(x_n), with
-    `log_density`), one row per input row in input order. `dtype` is the precision of the
+    Columns written (named as by `bayesmix predict` and the HTTP service): `label` (int32, the
+    MAP component), `p0` ... `p{K-1}` (membership probabilities, with `probabilities`) and
+    `log_density` (log p(x_n), with `log_density`), one row per input row in input order. `dtype` is the precision of the
     computation and of the written probabilities ("float32" or "float64").
     """
     import pyarrow as pa
@@ -79,9 +79,9 @@ def predict_to_parquet(
         )
     dt = np.dtype(dtype)
     params = jax.tree.map(lambda v: jnp.asarray(v, dt), fit.params)
-    names = ["component"]
+    names = ["label"]
     if probabilities:
-        names += [f"prob_{j}" for j in range(fit.k)]
+        names += [f"p{j}" for j in range(fit.k)]
     if log_density:
         names.append("log_density")
     path = Path(path)
