@@ -518,7 +518,7 @@ def predict_command(
     from .errors import SpecError
     from .io import load
     from .serve.batch import classify
-    from .serve.tables import read_table, table_bytes, write_table
+    from .serve.tables import is_parquet, read_table, table_bytes, write_table
 
     saved = load(model)
     names = saved.columns if columns is None else [c.strip() for c in columns.split(",")]
@@ -527,6 +527,12 @@ def predict_command(
             f"--columns names {len(names)} column(s) {names} but the model has {saved.d}: "
             f"{saved.columns}"
         )
+    if temperature == "0" and str(out) != "-" and is_parquet(out):
+        # To Parquet at temperature 0: chunk by chunk, so the data may exceed the memory.
+        rows = _predict_chunks(saved.fit, data, out, names, proba)
+        if not quiet:
+            click.echo(f"Wrote {rows} rows to {out}", err=True)
+        return
     x, _ = read_table(
         data, names, dim=saved.d, hint=" (the model needs its own column names; see --columns)"
     )
@@ -540,6 +546,31 @@ def predict_command(
     write_table(out, table)
     if not quiet:
         click.echo(f"Wrote {len(labels)} rows to {out}", err=True)
+
+
+def _predict_chunks(fit, data: Path, out: Path, names: list[str], proba: bool) -> int:
+    """`predict` at temperature 0 to a Parquet file, one chunk of rows at a time (the labels
+    and probabilities of the whole-table path, bit for bit)."""
+    from .errors import DataError
+    from .serve.batch import classify
+    from .serve.tables import _pyarrow
+    from .stream import model_source, write_parquet
+
+    pa, _ = _pyarrow()
+    if not data.exists():
+        raise DataError(f"file not found: {data}; check the path")
+    _check_target(out)
+    source = model_source(fit, data, columns=names)
+
+    def tables():
+        for chunk in source.chunks():
+            labels, probs = classify(fit, chunk.values, temperature=0, proba=proba)
+            columns = {"label": labels}
+            if probs is not None:
+                columns |= {f"p{j}": probs[:, j] for j in range(probs.shape[1])}
+            yield pa.table(columns)
+
+    return write_parquet(out, tables(), f"{data} is empty; give at least one row of numbers")
 
 
 @main.command()

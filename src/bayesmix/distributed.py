@@ -105,7 +105,7 @@ class DaskSource(Source):
                 if not is_numeric_dtype(data[col].dtype):
                     raise DataError(
                         f"column {col!r} of the Dask DataFrame holds {data[col].dtype}, not "
-                        "numbers; choose numeric columns with columns=[...]"
+                        "numbers; choose numeric columns (columns=[...])"
                     )
             self.name, self.columns = "the Dask DataFrame", cols
             self._array = False

@@ -380,7 +380,7 @@ class ParquetSource(Source):
                 if not (pa.types.is_integer(t) or pa.types.is_floating(t)):
                     raise DataError(
                         f"{path}: column {col!r} holds {t}, not numbers; choose numeric columns "
-                        "with columns=[...]"
+                        "(columns=[...]; --columns on the command line)"
                     )
         self._meta = [pf.metadata for pf in files]
         self._set_chunk_rows(chunk_rows, memory_budget, len(self.columns))

@@ -3,14 +3,15 @@
 `predict_to_parquet` reads any source `fit_em` reads (arrays, memory maps, Parquet / CSV files,
 Dask collections) one chunk at a time, classifies each chunk with one compiled kernel (chunks
 are padded to one size, so it compiles once) and appends it to a Parquet file, so memory stays
-at one chunk whatever the number of rows. The file is written under a temporary name and
-renamed when complete: an error (a bad chunk, a truncated input) leaves no partial output.
+at two chunks (the next one is read meanwhile) whatever the number of rows. The file is
+written under a temporary name and renamed when complete (`write_parquet`, which `bayesmix
+predict` uses too): an error (a bad chunk, a truncated input) leaves no partial output.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import jax
@@ -24,7 +25,7 @@ from .io import dictionary_columns
 from .result import MAPResult
 from .sources import BYTES_PER_VALUE, ArraySource, Source, as_source, rows_for_budget
 
-__all__ = ["predict_to_parquet"]
+__all__ = ["model_source", "predict_to_parquet", "write_parquet"]
 
 
 @sized_jit
@@ -56,27 +57,18 @@ def predict_to_parquet(
 
     Columns written (named as by `bayesmix predict` and the HTTP service): `label` (int32, the
     MAP component), `p0` ... `p{K-1}` (membership probabilities, with `probabilities`) and
-    `log_density` (log p(x_n), with `log_density`), one row per input row in input order. `dtype` is the precision of the
-    computation and of the written probabilities ("float32" or "float64").
+    `log_density` (log p(x_n), with `log_density`), one row per input row in input order.
+    `dtype` is the precision of the computation and of the written probabilities ("float32"
+    or "float64").
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     if memory_budget is not None and chunk_rows is None:
         # The budget covers the outputs too: K probabilities (float32, then Arrow) per row.
         d = fit.params.locs.shape[-1]
         chunk_rows = rows_for_budget(memory_budget, d + (16 * fit.k + 16) // BYTES_PER_VALUE + 1)
         memory_budget = None
-    source = as_source(data, columns=columns, chunk_rows=chunk_rows, budget=memory_budget)
-    if source is None:
-        source = ArraySource(data)
-    if not isinstance(source, Source):
-        raise DataError(f"cannot read {type(data).__name__} in chunks")
-    d = fit.params.locs.shape[-1]
-    if len(source.columns) != d:
-        raise DataError(
-            f"{source.name} has {len(source.columns)} columns but the model was fitted on {d}"
-        )
+    source = model_source(fit, data, columns=columns, chunk_rows=chunk_rows, budget=memory_budget)
     dt = np.dtype(dtype)
     params = jax.tree.map(lambda v: jnp.asarray(v, dt), fit.params)
     names = ["label"]
@@ -84,13 +76,10 @@ def predict_to_parquet(
         names += [f"p{j}" for j in range(fit.k)]
     if log_density:
         names.append("log_density")
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial")
-    rows = 0
-    writer = None
-    try:
+
+    def tables():
         for chunk in source.chunks():
-            n = len(chunk.values)
+            n, d = chunk.values.shape
             padded = np.zeros((max(n, source.chunk_rows), d), dt)
             padded[:n] = chunk.values
             comp, prob, logp = jax.device_get(
@@ -101,15 +90,54 @@ def predict_to_parquet(
                 arrays += [pa.array(prob[j, :n]) for j in range(fit.k)]
             if log_density:
                 arrays.append(pa.array(logp[:n]))
-            table = pa.Table.from_arrays(arrays, names=names)
+            yield pa.Table.from_arrays(arrays, names=names)
+
+    return write_parquet(path, tables(), f"{source.name} holds no rows; nothing to predict")
+
+
+def model_source(
+    fit: MAPResult,
+    data: object,
+    *,
+    columns: Sequence[str] | None = None,
+    chunk_rows: int | None = None,
+    budget: int | None = None,
+) -> Source:
+    """`data` as a chunked source (`bayesmix.sources.as_source`; an array is read in chunks
+    too) of the model's number of columns, or DataError."""
+    source = as_source(data, columns=columns, chunk_rows=chunk_rows, budget=budget)
+    if source is None:
+        source = ArraySource(data)
+    if not isinstance(source, Source):
+        raise DataError(f"cannot read {type(data).__name__} in chunks")
+    d = fit.params.locs.shape[-1]
+    if len(source.columns) != d:
+        raise DataError(
+            f"{source.name} has {len(source.columns)} columns but the model was fitted on {d}"
+        )
+    return source
+
+
+def write_parquet(path: str | os.PathLike[str], tables: Iterable, empty: str) -> int:
+    """Write the Arrow tables (one schema) one after the other to the Parquet file `path`,
+    atomically (a temporary file renamed at the end: an error leaves no file, and an earlier
+    file intact); return the number of rows. DataError(`empty`) when there are none."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial")
+    rows = 0
+    writer = None
+    try:
+        for table in tables:
             if writer is None:
                 writer = pq.ParquetWriter(
                     tmp, table.schema, use_dictionary=dictionary_columns(table.schema)
                 )
             writer.write_table(table)
-            rows += n
+            rows += table.num_rows
         if writer is None:
-            raise DataError(f"{source.name} holds no rows; nothing to predict")
+            raise DataError(empty)
         writer.close()
         writer = None
         os.replace(tmp, path)
