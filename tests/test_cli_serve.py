@@ -178,9 +178,7 @@ def test_predict_to_stdout_and_with_other_column_names(saved):
     ],
 )
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
-def test_predict_bad_input_exits_cleanly_and_writes_nothing(
-    saved, content, extra, message, suffix
-):
+def test_predict_bad_input_exits_cleanly_and_writes_nothing(saved, content, extra, message, suffix):
     model, _, tmp = saved
     data, out = tmp / "bad.csv", tmp / f"bad-out{suffix}"
     data.write_text(content)

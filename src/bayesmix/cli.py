@@ -551,14 +551,11 @@ def predict_command(
 def _predict_chunks(fit, data: Path, out: Path, names: list[str], proba: bool) -> int:
     """`predict` at temperature 0 to a Parquet file, one chunk of rows at a time (the labels
     and probabilities of the whole-table path, bit for bit)."""
-    from .errors import DataError
     from .serve.batch import classify
     from .serve.tables import _pyarrow
     from .stream import model_source, write_parquet
 
     pa, _ = _pyarrow()
-    if not data.exists():
-        raise DataError(f"file not found: {data}; check the path")
     _check_target(out)
     source = model_source(fit, data, columns=names)
 
