@@ -156,6 +156,39 @@ def test_predict_parquet_in_and_out(saved, chunk_bytes, monkeypatch):
     assert table["p1"] == bm.predict_proba(fit, NEW)[:, 1].tolist()  # exact
 
 
+def test_fit_within_a_memory_budget_equals_the_in_memory_fit(tmp_path):
+    """`fit --memory-budget` reads the file in chunks (here 6 of 1,024 rows) and gives the
+    in-memory fit's MAP and per-row labels; its saved model predicts like any other."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(6000, 2)) + 5 * (rng.random((6000, 1)) < 0.4)
+    data = tmp_path / "d.parquet"
+    pq.write_table(pa.table({"a": x[:, 0], "tag": ["t"] * 6000, "b": x[:, 1]}), data,
+                   row_group_size=2500)  # fmt: skip
+    common = ["--k", "2", "--columns", "a,b", "--n-init", "5", "--no-figures", "-q"]
+    chunked = _run("fit", data, *common, "--memory-budget", "16.1M", "--out", tmp_path / "c",
+                   "--save", tmp_path / "c.bmx")  # fmt: skip
+    assert chunked.exit_code == 0, chunked.output
+    whole = _run("fit", data, *common, "--no-posterior", "--method", "em", "--out", tmp_path / "w")
+    assert whole.exit_code == 0, whole.output
+    c, w = (json.loads((tmp_path / f / "summary.json").read_text()) for f in "cw")
+    assert c["data"] == w["data"] and c["rows_file"] == "rows.parquet" and c["posterior"] is None
+    for name in ("weights", "locs", "scale", "neg_log_joint"):
+        np.testing.assert_allclose(c["map"][name], w["map"][name], rtol=1e-9)
+    rows = pq.read_table(tmp_path / "c" / "rows.parquet").to_pydict()
+    assert list(rows) == ["label", "p0", "p1"]
+    assert rows["label"] == w["classification"]
+    np.testing.assert_allclose(rows["p1"], np.asarray(w["membership_probabilities"])[:, 1],
+                               atol=1e-12)  # fmt: skip
+    assert _run("predict", tmp_path / "c.bmx", data, "--out", tmp_path / "l.csv").exit_code == 0
+    bad = _run("fit", data, *common, "--memory-budget", "16.1M", "--method", "adam")
+    assert bad.exit_code == 2 and "--method adam needs the rows in memory" in bad.output
+    bad = _run("fit", data, *common, "--memory-budget", "lots")
+    assert bad.exit_code == 2 and "'lots' is not a size; e.g. 512M or 4G" in bad.output
+
+
 def test_predict_to_stdout_and_with_other_column_names(saved):
     model, new, tmp = saved
     renamed = tmp / "renamed.csv"

@@ -186,13 +186,40 @@ def _columns_option(fn: Callable) -> Callable:
     return click.option("--column", default=None, hidden=True)(fn)  # one column, as --columns
 
 
+def _size(text: str | None) -> int | None:
+    """A byte count: 512M, 4G, 1.5GiB, 1000000 (K, M, G, T are powers of 1024)."""
+    if text is None:
+        return None
+    units = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    try:
+        value = float(t[:-1] if t[-1:] in units else t) * units.get(t[-1:], 1)
+    except (ValueError, IndexError):
+        raise click.BadParameter(f"{text!r} is not a size; e.g. 512M or 4G") from None
+    return int(value)
+
+
 @main.command()
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("--k", "k", type=int, required=True, help="Number of components.")
 @_columns_option
+@click.option(
+    "--memory-budget",
+    default=None,
+    help="Read the file in chunks within this much memory (e.g. 4G), for data larger than "
+    "memory: the MAP by EM and the per-row labels and probabilities (rows.parquet); no NUTS "
+    "and no local guide.",
+)
 @_workflow_options
 @_clean_errors
-def fit(data: Path, k: int, columns: str | None, column: str | None, **options) -> None:
+def fit(
+    data: Path,
+    k: int,
+    columns: str | None,
+    column: str | None,
+    memory_budget: str | None,
+    **options,
+) -> None:
     """Run the workflow on a CSV file with a header row (or a Parquet file).
 
     \b
@@ -200,25 +227,133 @@ def fit(data: Path, k: int, columns: str | None, column: str | None, **options) 
         bayesmix fit measurements.csv --k 3 --columns length,width --out results
         bayesmix fit measurements.csv --k 3 --save model.bmx
         bayesmix fit big.parquet --k 5 --no-posterior --save model.bmx   # MAP only
+        bayesmix fit huge.parquet --k 5 --memory-budget 4G --out results --save model.bmx
     """
-    x, names = _read_fit_data(data, columns, column)
     options["priors"] = options["priors"] or "auto"
     options["method"] = options["method"] or "em"
+    if memory_budget is not None:
+        names = _column_names(columns, column)
+        _run_chunked(data, names, _size(memory_budget), k=k, **options)
+        return
+    x, names = _read_fit_data(data, columns, column)
     _run(x, names, k=k, **options)
 
 
-def _read_fit_data(data: Path, columns: str | None, column: str | None):
-    """(x (N, D), column names) of a CSV or Parquet file to fit: the comma-separated
-    `columns`, or the one `column`, or every column."""
-    from .serve.tables import read_table
+def _run_chunked(data: Path, names, budget: int, *, k, out, save, no_figures, no_posterior,
+                 covariance, family, df, priors, n_init, init, method, steps, seed, quiet,
+                 **nuts) -> None:  # fmt: skip
+    """`fit --memory-budget`: the MAP by EM over chunks of the file, the per-row results
+    streamed to out/rows.parquet, the fit's figures; nothing holds all the rows at once."""
+    _enable_x64()
+    import io as _io
+    import json
+    import time
 
+    from .infer.em import fit_em
+    from .io import atomic_write
+    from .model import Priors
+    from .sources import open_source
+    from .workflow import Settings, report_map
+
+    if method not in ("em", "auto"):
+        raise click.UsageError(
+            f"--memory-budget fits by EM; --method {method} needs the rows in memory"
+        )
+    if save is not None:
+        _check_target(save)
+    say = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
+    if not no_posterior:
+        say("Note: with --memory-budget the MAP only (NUTS and the local guide need the rows).")
+    source = open_source(data, columns=names, memory_budget=budget)
+    t0 = time.perf_counter()
+    n = source.scan().rows
+    say(f"MAP fit by EM over {n:,} rows in chunks of {source.chunk_rows:,} ...")
+    fit = fit_em(source, k, covariance=covariance, family=family, df=df,
+                 priors=Priors() if priors == "seed" else "auto", n_init=n_init, init=init,
+                 max_iter=steps, seed=seed, progress=not quiet)  # fmt: skip
+    timings = {"map": time.perf_counter() - t0}
+    settings = Settings(
+        k=k,
+        covariance=covariance,
+        family=family,
+        df=df,
+        n_init=n_init,
+        init=init,
+        method="em",
+        map_steps=steps,
+        seed=seed,
+        posterior=False,
+    )
+    used = {key: v for key, v in settings.used().items() if key not in ("priors", "local_steps")}
+    click.echo(report_map(fit, n, source.columns))
+    if out is not None:
+        # Everything rendered first, then each file written atomically (rows.parquet, a pass
+        # over the data, before summary.json, which names it).
+        payloads = {}
+        if not no_figures:
+            from . import plot
+
+            figs = {
+                "map_loss.png": plot.loss(fit.losses, "Convergence of MAP (EM)"),
+                "map_gradient_norms.png": plot.gradient_norms(fit.grad_norms, "Changes during EM"),
+            }
+            for name, fig in figs.items():
+                buf = _io.BytesIO()
+                fig.savefig(buf, format="png")
+                payloads[name] = buf.getvalue()
+        say(
+            f"Writing rows.parquet, summary.json{'' if no_figures else ' and figures'} to {out} ..."
+        )
+        out.mkdir(parents=True, exist_ok=True)
+        t1 = time.perf_counter()
+        _predict_chunks(fit, source, out / "rows.parquet")
+        timings["rows"] = time.perf_counter() - t1
+        summary = {
+            "data": {"n": n, "d": len(source.columns), "columns": source.columns},
+            "settings": {**used, "memory_budget": budget, "priors": fit.priors.to_dict()},
+            "map": fit.to_dict(),
+            "best_initial_loss": fit.initial_loss,
+            "best_init": fit.best_init,
+            "rows_file": "rows.parquet",
+            "posterior": None,
+            "timings_s": timings,
+        }
+        payloads["summary.json"] = json.dumps(summary, indent=1, allow_nan=False).encode()
+        for name, payload in payloads.items():
+            atomic_write(out / name, payload)
+        click.echo(f"\nWrote {len(payloads) + 1} files to {out}/ (per-row results: rows.parquet)")
+    if save is not None:
+        from .io import dumps
+        from .serve.batch import jsonable
+
+        model = dumps(
+            fit,
+            None,
+            source.columns,
+            settings={**{key: jsonable(v) for key, v in used.items()}, "n": n},
+        )
+        atomic_write(save, model)
+        click.echo(f"Saved the model to {save}")
+
+
+def _column_names(columns: str | None, column: str | None) -> list[str] | None:
+    """The columns to fit: the comma-separated `columns`, or the one `column`, or None (every
+    column)."""
     if columns is not None and column is not None:
         raise click.UsageError("give --columns or --column, not both")
-    names = [column] if column is not None else columns
-    if isinstance(names, str):
-        names = [c.strip() for c in names.split(",") if c.strip()]
+    if column is not None:
+        return [column]
+    names = [c.strip() for c in (columns or "").split(",") if c.strip()]
+    return names or None
+
+
+def _read_fit_data(data: Path, columns: str | None, column: str | None):
+    """(x (N, D), column names) of a CSV or Parquet file to fit (`_column_names`)."""
+    from .serve.tables import read_table
+
+    names = _column_names(columns, column)
     hint = "; choose numeric columns with --columns a,b" if names is None else ""
-    return read_table(data, names or None, for_fit=True, hint=hint)
+    return read_table(data, names, for_fit=True, hint=hint)
 
 
 def _run(
@@ -548,9 +683,11 @@ def predict_command(
         click.echo(f"Wrote {len(labels)} rows to {out}", err=True)
 
 
-def _predict_chunks(fit, data: Path, out: Path, names: list[str], proba: bool) -> int:
-    """`predict` at temperature 0 to a Parquet file, one chunk of rows at a time (the labels
-    and probabilities of the whole-table path, bit for bit)."""
+def _predict_chunks(
+    fit, data, out: Path, names: list[str] | None = None, proba: bool = True
+) -> int:
+    """`predict` at temperature 0 to a Parquet file, one chunk of rows of `data` (a file or a
+    source) at a time (the labels and probabilities of the whole-table path, bit for bit)."""
     from .serve.batch import classify
     from .serve.tables import _pyarrow
     from .stream import model_source, write_parquet
@@ -567,7 +704,7 @@ def _predict_chunks(fit, data: Path, out: Path, names: list[str], proba: bool) -
                 columns |= {f"p{j}": probs[:, j] for j in range(probs.shape[1])}
             yield pa.table(columns)
 
-    return write_parquet(out, tables(), f"{data} is empty; give at least one row of numbers")
+    return write_parquet(out, tables(), f"{source.name} is empty; give at least one row of numbers")
 
 
 @main.command()

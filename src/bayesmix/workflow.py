@@ -306,19 +306,28 @@ def _fmt(values) -> str:
     return np.array2string(np.asarray(values), precision=4, suppress_small=True)
 
 
+def report_map(f: MAPResult, n: int, columns: list[str]) -> str:
+    """The data's size and the MAP fit, readably (the start of `report`)."""
+    return "\n".join(
+        [
+            "",
+            f"Data: {n} rows x {len(columns)} column(s) {columns}",
+            f"Best initialization: #{f.best_init} of {len(f.init_losses)}, "
+            f"initial loss {f.initial_loss:.4f}",
+            "MAP estimate" + ("" if f.converged else " (NOT converged: raise --steps)") + ":",
+            f"  weights = {_fmt(f.params.weights)}",
+            f"  locs    = {_fmt(f.params.locs[:, 0] if len(columns) == 1 else f.params.locs)}",
+            f"  scale   = {_fmt(f.params.scale)}",
+            f"  negative log joint = {f.neg_log_joint:.4f}",
+        ]
+    )
+
+
 def report(w: Workflow) -> str:
     """A readable summary of the workflow's results (what `bayesmix demo` prints)."""
     f, post = w.fit, w.posterior
     lines = [
-        "",
-        f"Data: {w.x.shape[0]} rows x {w.x.shape[1]} column(s) {w.columns}",
-        f"Best initialization: #{f.best_init} of {len(f.init_losses)}, "
-        f"initial loss {f.initial_loss:.4f}",
-        "MAP estimate" + ("" if f.converged else " (NOT converged: raise --steps)") + ":",
-        f"  weights = {_fmt(f.params.weights)}",
-        f"  locs    = {_fmt(f.params.locs[:, 0] if w.x.shape[1] == 1 else f.params.locs)}",
-        f"  scale   = {_fmt(f.params.scale)}",
-        f"  negative log joint = {f.neg_log_joint:.4f}",
+        report_map(f, w.x.shape[0], w.columns),
         f"Classification (MAP component of each row): {_fmt(w.labels)}",
         "Local variational probabilities q(z_n = k):",
         *(f"  {row}" for row in _fmt(w.local.probs).splitlines()),
