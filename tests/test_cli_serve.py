@@ -157,8 +157,10 @@ def test_predict_parquet_in_and_out(saved, chunk_bytes, monkeypatch):
 
 
 def test_fit_within_a_memory_budget_equals_the_in_memory_fit(tmp_path):
-    """`fit --memory-budget` reads the file in chunks (here 6 of 1,024 rows) and gives the
-    in-memory fit's MAP and per-row labels; its saved model predicts like any other."""
+    """`fit --memory-budget` reads the file in chunks (here of 2,048 rows, and of 1,024 for
+    the per-row results, whose probabilities count too) and gives the in-memory fit's MAP and
+    per-row labels; its saved model predicts like any other; a budget too small for the
+    per-row results is refused before the fit."""
     pq = pytest.importorskip("pyarrow.parquet")
     import pyarrow as pa
 
@@ -168,7 +170,7 @@ def test_fit_within_a_memory_budget_equals_the_in_memory_fit(tmp_path):
     pq.write_table(pa.table({"a": x[:, 0], "tag": ["t"] * 6000, "b": x[:, 1]}), data,
                    row_group_size=2500)  # fmt: skip
     common = ["--k", "2", "--columns", "a,b", "--n-init", "5", "--no-figures", "-q"]
-    chunked = _run("fit", data, *common, "--memory-budget", "16.1M", "--out", tmp_path / "c",
+    chunked = _run("fit", data, *common, "--memory-budget", "16.2M", "--out", tmp_path / "c",
                    "--save", tmp_path / "c.bmx")  # fmt: skip
     assert chunked.exit_code == 0, chunked.output
     whole = _run("fit", data, *common, "--no-posterior", "--method", "em", "--out", tmp_path / "w")
@@ -183,8 +185,11 @@ def test_fit_within_a_memory_budget_equals_the_in_memory_fit(tmp_path):
     np.testing.assert_allclose(rows["p1"], np.asarray(w["membership_probabilities"])[:, 1],
                                atol=1e-12)  # fmt: skip
     assert _run("predict", tmp_path / "c.bmx", data, "--out", tmp_path / "l.csv").exit_code == 0
-    bad = _run("fit", data, *common, "--memory-budget", "16.1M", "--method", "adam")
+    bad = _run("fit", data, *common, "--memory-budget", "16.2M", "--method", "adam")
     assert bad.exit_code == 2 and "--method adam needs the rows in memory" in bad.output
+    bad = _run("fit", data, *common, "--memory-budget", "16.1M", "--out", tmp_path / "x")
+    assert bad.exit_code == 1 and "to classify 2 columns into 2 components" in bad.output
+    assert "MAP estimate" not in bad.output and not (tmp_path / "x").exists()
     bad = _run("fit", data, *common, "--memory-budget", "lots")
     assert bad.exit_code == 2 and "'lots' is not a size; e.g. 512M or 4G" in bad.output
 

@@ -190,11 +190,15 @@ def test_many_parameters_start_from_the_unit_metric(monkeypatch):
 
     data = np.random.default_rng(1).normal(size=(40, 2)) + np.repeat([[0, 0], [4, 1]], 20, 0)
     x, model, priors = problem(data, 2, "diag", "normal", None, bm.Priors.from_data(data))
-    start = jax.jit(nuts._start._fun, static_argnames=("model", "init"))
-    args = (x, priors, np.array([0, 0]), None)
-    curved = start(*args, model=model, init="seed")
+
+    def start():  # a new function each time: traced afresh
+        return jax.jit(lambda *a: nuts._start._fun(*a, model=model, init="seed"))(
+            x, priors, np.array([0, 0]), None
+        )
+
+    curved = start()
     monkeypatch.setattr(nuts, "CURVATURE_MAX_P", 5)  # this model has 1 + 4 + 4 = 9
-    unit = start.__wrapped__(*args, model=model, init="seed")
+    unit = start()
     np.testing.assert_array_equal(unit[3], np.ones(9))
     assert not np.allclose(curved[3], 1)
     for a, b in zip(jax.tree.leaves(unit[:3]), jax.tree.leaves(curved[:3]), strict=True):

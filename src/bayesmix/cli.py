@@ -253,6 +253,7 @@ def _run_chunked(data: Path, names, budget: int, *, k, out, save, no_figures, no
     from .io import atomic_write
     from .model import Priors
     from .sources import open_source
+    from .stream import budget_rows
     from .workflow import Settings, report_map
 
     if method not in ("em", "auto"):
@@ -265,6 +266,7 @@ def _run_chunked(data: Path, names, budget: int, *, k, out, save, no_figures, no
     if not no_posterior:
         say("Note: with --memory-budget the MAP only (NUTS and the local guide need the rows).")
     source = open_source(data, columns=names, memory_budget=budget)
+    rows = budget_rows(budget, len(source.columns), k)  # the rows pass: its outputs count too
     t0 = time.perf_counter()
     n = source.scan().rows
     say(f"MAP fit by EM over {n:,} rows in chunks of {source.chunk_rows:,} ...")
@@ -306,7 +308,8 @@ def _run_chunked(data: Path, names, budget: int, *, k, out, save, no_figures, no
         )
         out.mkdir(parents=True, exist_ok=True)
         t1 = time.perf_counter()
-        _predict_chunks(fit, source, out / "rows.parquet")
+        _predict_chunks(fit, open_source(data, columns=source.columns, chunk_rows=rows),
+                        out / "rows.parquet")  # fmt: skip
         timings["rows"] = time.perf_counter() - t1
         summary = {
             "data": {"n": n, "d": len(source.columns), "columns": source.columns},

@@ -10,6 +10,7 @@ predict` uses too): an error (a bad chunk, a truncated input) leaves no partial 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -20,12 +21,19 @@ import numpy as np
 
 from ._jit import sized_jit
 from .enumerate import log_weighted
-from .errors import DataError
+from .errors import DataError, SpecError
 from .io import dictionary_columns
 from .result import MAPResult
-from .sources import BYTES_PER_VALUE, ArraySource, Source, as_source, rows_for_budget
+from .sources import (
+    BYTES_PER_VALUE,
+    FIXED_BYTES,
+    ArraySource,
+    Source,
+    as_source,
+    rows_for_budget,
+)
 
-__all__ = ["model_source", "predict_to_parquet", "write_parquet"]
+__all__ = ["budget_rows", "model_source", "predict_to_parquet", "write_parquet"]
 
 
 @sized_jit
@@ -64,9 +72,7 @@ def predict_to_parquet(
     import pyarrow as pa
 
     if memory_budget is not None and chunk_rows is None:
-        # The budget covers the outputs too: K probabilities (float32, then Arrow) per row.
-        d = fit.params.locs.shape[-1]
-        chunk_rows = rows_for_budget(memory_budget, d + (16 * fit.k + 16) // BYTES_PER_VALUE + 1)
+        chunk_rows = budget_rows(memory_budget, fit.params.locs.shape[-1], fit.k)
         memory_budget = None
     source = model_source(fit, data, columns=columns, chunk_rows=chunk_rows, budget=memory_budget)
     dt = np.dtype(dtype)
@@ -93,6 +99,20 @@ def predict_to_parquet(
             yield pa.Table.from_arrays(arrays, names=names)
 
     return write_parquet(path, tables(), f"{source.name} holds no rows; nothing to predict")
+
+
+def budget_rows(budget: int, d: int, k: int) -> int:
+    """Rows per chunk of a prediction within `budget` bytes: the budget covers the outputs
+    too, K probabilities (in float64, then Arrow) per row besides the D inputs."""
+    columns = d + (16 * k + 16) // BYTES_PER_VALUE + 1
+    try:
+        return rows_for_budget(budget, columns)
+    except SpecError:
+        need = math.ceil((FIXED_BYTES + 1024 * BYTES_PER_VALUE * columns) / 2**20)
+        raise SpecError(
+            f"memory_budget of {budget / 2**20:.1f} MiB is too small to classify {d} columns "
+            f"into {k} components; give at least {need} MiB"
+        ) from None
 
 
 def model_source(
