@@ -170,7 +170,7 @@ def test_fit_within_a_memory_budget_equals_the_in_memory_fit(tmp_path):
     pq.write_table(pa.table({"a": x[:, 0], "tag": ["t"] * 6000, "b": x[:, 1]}), data,
                    row_group_size=2500)  # fmt: skip
     common = ["--k", "2", "--columns", "a,b", "--n-init", "5", "--no-figures", "-q"]
-    chunked = _run("fit", data, *common, "--memory-budget", "16.2M", "--out", tmp_path / "c",
+    chunked = _run("fit", data, *common, "--memory-budget", "16.3M", "--out", tmp_path / "c",
                    "--save", tmp_path / "c.bmx")  # fmt: skip
     assert chunked.exit_code == 0, chunked.output
     whole = _run("fit", data, *common, "--no-posterior", "--method", "em", "--out", tmp_path / "w")
@@ -185,7 +185,7 @@ def test_fit_within_a_memory_budget_equals_the_in_memory_fit(tmp_path):
     np.testing.assert_allclose(rows["p1"], np.asarray(w["membership_probabilities"])[:, 1],
                                atol=1e-12)  # fmt: skip
     assert _run("predict", tmp_path / "c.bmx", data, "--out", tmp_path / "l.csv").exit_code == 0
-    bad = _run("fit", data, *common, "--memory-budget", "16.2M", "--method", "adam")
+    bad = _run("fit", data, *common, "--memory-budget", "16.3M", "--method", "adam")
     assert bad.exit_code == 2 and "--method adam needs the rows in memory" in bad.output
     bad = _run("fit", data, *common, "--memory-budget", "16.1M", "--out", tmp_path / "x")
     assert bad.exit_code == 1 and "to classify 2 columns into 2 components" in bad.output

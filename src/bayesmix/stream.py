@@ -103,8 +103,10 @@ def predict_to_parquet(
 
 def budget_rows(budget: int, d: int, k: int) -> int:
     """Rows per chunk of a prediction within `budget` bytes: the budget covers the outputs
-    too, K probabilities (in float64, then Arrow) per row besides the D inputs."""
-    columns = d + (16 * k + 16) // BYTES_PER_VALUE + 1
+    too, 64 bytes per row and component (the kernel's (N, K) float64 intermediates, the
+    probabilities, their Arrow columns) besides the D inputs (measured: 6.3e6 rows under 32
+    and 128 MiB, K = 2 and 8, at 16 bytes per component the peak grew 3-5 MiB past the budget)."""
+    columns = d + (64 * k + 16) // BYTES_PER_VALUE + 1
     try:
         return rows_for_budget(budget, columns)
     except SpecError:
