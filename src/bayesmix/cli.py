@@ -245,7 +245,6 @@ def _run_chunked(data: Path, names, budget: int, *, k, out, save, no_figures, no
     """`fit --memory-budget`: the MAP by EM over chunks of the file, the per-row results
     streamed to out/rows.parquet, the fit's figures; nothing holds all the rows at once."""
     _enable_x64()
-    import io as _io
     import json
     import time
 
@@ -295,14 +294,12 @@ def _run_chunked(data: Path, names, budget: int, *, k, out, save, no_figures, no
         if not no_figures:
             from . import plot
 
-            figs = {
-                "map_loss.png": plot.loss(fit.losses, "Convergence of MAP (EM)"),
-                "map_gradient_norms.png": plot.gradient_norms(fit.grad_norms, "Changes during EM"),
+            payloads = {
+                "map_loss.png": plot.png(plot.loss(fit.losses, "Convergence of MAP (EM)")),
+                "map_gradient_norms.png": plot.png(
+                    plot.gradient_norms(fit.grad_norms, "Changes during EM")
+                ),
             }
-            for name, fig in figs.items():
-                buf = _io.BytesIO()
-                fig.savefig(buf, format="png")
-                payloads[name] = buf.getvalue()
         say(
             f"Writing rows.parquet, summary.json{'' if no_figures else ' and figures'} to {out} ..."
         )
@@ -588,12 +585,7 @@ def select_command(
             "model": {"covariance": covariance, "family": family, "df": df},
             "ranking": rows,
         }
-        fig = plot.criteria(rows, criterion)
-        import io as _io
-
-        buf = _io.BytesIO()
-        fig.savefig(buf, format="png")
-        atomic_write(out / "select.png", buf.getvalue())
+        atomic_write(out / "select.png", plot.png(plot.criteria(rows, criterion)))
         atomic_write(out / "select.json", json.dumps(summary, indent=1).encode())
         click.echo(f"\nWrote select.json and select.png to {out}/")
 

@@ -6,6 +6,7 @@ from threads and servers. The 1-D figures (density, assignments over a grid) nee
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 
 import numpy as np
@@ -24,6 +25,7 @@ __all__ = [
     "membership_uncertainty",
     "mixture_density",
     "pairwise",
+    "png",
     "posterior_locs",
     "posterior_membership",
     "predictive_density",
@@ -31,6 +33,13 @@ __all__ = [
     "sampled_assignment",
     "trace",
 ]
+
+
+def png(fig: Figure) -> bytes:
+    """The figure as PNG bytes (to be written atomically)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
 
 
 def _figure(width: float, height: float) -> tuple[Figure, object]:

@@ -281,14 +281,9 @@ def figures(w: Workflow) -> dict:
 
 def write_outputs(w: Workflow, out: Path, with_figures: bool = True) -> list[Path]:
     """Render everything first, then write each file atomically into `out`."""
-    import io as _io
+    from .plot import png
 
-    payloads: dict[str, bytes] = {}
-    if with_figures:
-        for name, fig in figures(w).items():
-            buf = _io.BytesIO()
-            fig.savefig(buf, format="png")
-            payloads[name] = buf.getvalue()
+    payloads = {name: png(fig) for name, fig in figures(w).items()} if with_figures else {}
     summary = w.summary()
     payloads["summary.json"] = json.dumps(summary, indent=1, allow_nan=False).encode()
     if "rows_file" in summary:  # too many rows for JSON: a table beside it
