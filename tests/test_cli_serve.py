@@ -134,17 +134,17 @@ def test_predict_agrees_exactly_with_the_python_api(saved, temperature, seed):
         assert [float(v) for v in table[f"p{j}"]] == probs[:, j].tolist()  # exact
 
 
-@pytest.mark.parametrize("chunk_bytes", [None, 24])
-def test_predict_parquet_in_and_out(saved, chunk_bytes, monkeypatch):
+@pytest.mark.parametrize("chunk_rows", [None, 3])
+def test_predict_parquet_in_and_out(saved, chunk_rows, monkeypatch):
     """Parquet output is written chunk by chunk (here also in chunks of 3, 3 and 2 rows), with
     the labels and probabilities of the whole table, bit for bit."""
     pq = pytest.importorskip("pyarrow.parquet")
     import pyarrow as pa
 
-    from bayesmix import sources
+    from bayesmix import stream
 
-    if chunk_bytes is not None:
-        monkeypatch.setattr(sources, "DEFAULT_CHUNK_BYTES", chunk_bytes)
+    if chunk_rows is not None:
+        monkeypatch.setattr(stream, "budget_rows", lambda budget, d, k: chunk_rows)
     model, new, tmp = saved
     pq.write_table(pa.table({"value": np.array(NEW), "other": list("abcdefgh")}), tmp / "n.parquet")
     out = tmp / "o.parquet"
@@ -154,6 +154,7 @@ def test_predict_parquet_in_and_out(saved, chunk_bytes, monkeypatch):
     fit = bm.load(model).fit
     assert table["label"] == bm.predict(fit, NEW).tolist()
     assert table["p1"] == bm.predict_proba(fit, NEW)[:, 1].tolist()  # exact
+    assert pq.ParquetFile(out).metadata.num_row_groups == (1 if chunk_rows is None else 3)
 
 
 def test_fit_within_a_memory_budget_equals_the_in_memory_fit(tmp_path):

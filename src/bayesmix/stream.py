@@ -36,6 +36,10 @@ from .sources import (
 __all__ = ["budget_rows", "model_source", "predict_to_parquet", "write_parquet"]
 
 
+#: The memory of a prediction's chunk (inputs and outputs) when none is given.
+PREDICT_BUDGET = 256 << 20
+
+
 @sized_jit
 def _membership(params, x):
     """(MAP component (N,) int32, probabilities (K, N), log density (N,)) of rows x (N, D); the
@@ -126,13 +130,16 @@ def model_source(
     budget: int | None = None,
 ) -> Source:
     """`data` as a chunked source (`bayesmix.sources.as_source`; an array is read in chunks
-    too) of the model's number of columns, or DataError."""
+    too) of the model's number of columns, or DataError. Without `chunk_rows` or `budget`,
+    chunks of `PREDICT_BUDGET` bytes, outputs included."""
+    d = fit.params.locs.shape[-1]
+    if chunk_rows is None and budget is None:
+        chunk_rows = budget_rows(PREDICT_BUDGET, d, fit.k)
     source = as_source(data, columns=columns, chunk_rows=chunk_rows, budget=budget)
     if source is None:
-        source = ArraySource(data)
+        source = ArraySource(data, chunk_rows=chunk_rows)
     if not isinstance(source, Source):
         raise DataError(f"cannot read {type(data).__name__} in chunks")
-    d = fit.params.locs.shape[-1]
     if len(source.columns) != d:
         raise DataError(
             f"{source.name} has {len(source.columns)} columns but the model was fitted on {d}"
