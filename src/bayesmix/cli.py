@@ -664,7 +664,7 @@ def predict_command(
             click.echo(f"Wrote {rows} rows to {out}", err=True)
         return
     x, _ = read_table(
-        data, names, dim=saved.d, hint=" (the model needs its own column names; see --columns)"
+        data, names, dim=saved.d, hint="; --columns a,b picks the file's columns for the model's"
     )
     labels, probs = classify(saved.fit, x, temperature=int(temperature), seed=seed, proba=proba)
     table = {"label": labels}
