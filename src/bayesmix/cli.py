@@ -684,10 +684,10 @@ def _predict_chunks(
     """`predict` at temperature 0 to a Parquet file, one chunk of rows of `data` (a file or a
     source) at a time (the labels and probabilities of the whole-table path, bit for bit)."""
     from .serve.batch import classify
-    from .serve.tables import _pyarrow
+    from .serve.tables import require_pyarrow
     from .stream import model_source, write_parquet
 
-    pa, _ = _pyarrow()
+    pa, _ = require_pyarrow()
     _check_target(out)
     source = model_source(fit, data, columns=names)
 

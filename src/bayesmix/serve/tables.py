@@ -18,7 +18,7 @@ from ..data import as_data, csv_columns
 from ..errors import DataError
 from ..io import atomic_write, dictionary_columns
 
-__all__ = ["is_parquet", "read_table", "table_bytes", "write_table"]
+__all__ = ["is_parquet", "read_table", "require_pyarrow", "table_bytes", "write_table"]
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
@@ -59,7 +59,8 @@ def read_table(
     return as_data(values, labels, str(path), for_fit=for_fit, dim=dim), names
 
 
-def _pyarrow():
+def require_pyarrow():
+    """(pyarrow, pyarrow.parquet), or a DataError that says how to install them."""
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -72,7 +73,7 @@ def _pyarrow():
 
 
 def _parquet(path: Path, hint: str = ""):
-    pa, pq = _pyarrow()
+    pa, pq = require_pyarrow()
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
@@ -99,7 +100,7 @@ def table_bytes(table: Mapping[str, np.ndarray], parquet: bool = False) -> bytes
     """The bytes of a CSV (header row, then one line per row) or Parquet file of `table`
     (name -> (N,) column, all of one length)."""
     if parquet:
-        pa, pq = _pyarrow()
+        pa, pq = require_pyarrow()
         buf = io.BytesIO()
         arrow = pa.table({name: np.asarray(v) for name, v in table.items()})
         pq.write_table(arrow, buf, use_dictionary=dictionary_columns(arrow.schema))
