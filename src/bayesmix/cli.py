@@ -267,7 +267,7 @@ def _run_chunked(data: Path, names, budget: int, *, k, out, save, no_figures, no
     source = open_source(data, columns=names, memory_budget=budget)
     rows = budget_rows(budget, len(source.columns), k)  # the rows pass: its outputs count too
     t0 = time.perf_counter()
-    n = source.scan().rows
+    n = source.scan().rows  # the fit's first pass (made once per source)
     say(f"MAP fit by EM over {n:,} rows in chunks of {source.chunk_rows:,} ...")
     fit = fit_em(source, k, covariance=covariance, family=family, df=df,
                  priors=Priors() if priors == "seed" else "auto", n_init=n_init, init=init,

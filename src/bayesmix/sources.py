@@ -227,6 +227,7 @@ class Source:
         self.chunk_rows = max(2, int(chunk_rows))
         self.budget = budget
         self._compiled: set[tuple] = set()  # E-step programs run (`stats`)
+        self._scan: Scan | None = None  # `scan`'s result, once made
 
     def chunks(self) -> Iterator[Chunk]:
         """Validated chunks of at most `chunk_rows` rows, in row order (the next one read
@@ -265,14 +266,18 @@ class Source:
 
     def scan(self) -> Scan:
         """First pass: row count, column means and standard deviations; validates every chunk
-        and refuses constant columns."""
-        total = None
-        for chunk in self.chunks():
-            m = _moments(chunk.values)
-            total = m if total is None else _merge(total, m)
-        if total is None:
-            raise DataError(f"{self.name} holds no rows; give at least two rows of numbers")
-        return finish_scan(total, self.name, self.labels)
+        and refuses constant columns. Made once per source (a source stands for fixed data,
+        as every pass of a fit assumes): a second call, e.g. the fit after the command line
+        counted the rows, reads nothing."""
+        if self._scan is None:
+            total = None
+            for chunk in self.chunks():
+                m = _moments(chunk.values)
+                total = m if total is None else _merge(total, m)
+            if total is None:
+                raise DataError(f"{self.name} holds no rows; give at least two rows of numbers")
+            self._scan = finish_scan(total, self.name, self.labels)
+        return self._scan
 
     def take(self, rows: np.ndarray) -> np.ndarray:
         """The rows at the sorted global indices `rows`: (len(rows), D) float64."""
