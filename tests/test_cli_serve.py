@@ -135,9 +135,10 @@ def test_predict_agrees_exactly_with_the_python_api(saved, temperature, seed):
 
 
 @pytest.mark.parametrize("chunk_rows", [None, 3])
-def test_predict_parquet_in_and_out(saved, chunk_rows, monkeypatch):
+@pytest.mark.parametrize("temperature", ["0", "1"])
+def test_predict_parquet_in_and_out(saved, chunk_rows, temperature, monkeypatch):
     """Parquet output is written chunk by chunk (here also in chunks of 3, 3 and 2 rows), with
-    the labels and probabilities of the whole table, bit for bit."""
+    the labels (MAP or drawn) and probabilities of the whole table, bit for bit."""
     pq = pytest.importorskip("pyarrow.parquet")
     import pyarrow as pa
 
@@ -148,11 +149,12 @@ def test_predict_parquet_in_and_out(saved, chunk_rows, monkeypatch):
     model, new, tmp = saved
     pq.write_table(pa.table({"value": np.array(NEW), "other": list("abcdefgh")}), tmp / "n.parquet")
     out = tmp / "o.parquet"
-    result = _run("predict", model, tmp / "n.parquet", "--out", out, "--proba", "-q")
+    args = ["--out", out, "--proba", "-q", "--temperature", temperature, "--seed", "5"]
+    result = _run("predict", model, tmp / "n.parquet", *args)
     assert result.exit_code == 0, result.output
     table = pq.read_table(out).to_pydict()
     fit = bm.load(model).fit
-    assert table["label"] == bm.predict(fit, NEW).tolist()
+    assert table["label"] == bm.predict(fit, NEW, temperature=int(temperature), seed=5).tolist()
     assert table["p1"] == bm.predict_proba(fit, NEW)[:, 1].tolist()  # exact
     assert pq.ParquetFile(out).metadata.num_row_groups == (1 if chunk_rows is None else 3)
 

@@ -11,7 +11,14 @@ from hypothesis import strategies as st
 from scipy import stats
 from scipy.special import logsumexp
 
-from bayesmix.enumerate import assign, log_joint, log_likelihood, log_responsibilities
+from bayesmix.enumerate import (
+    assign,
+    assign_from_logits,
+    log_joint,
+    log_likelihood,
+    log_responsibilities,
+    row_number,
+)
 from bayesmix.model import Params, Priors
 
 
@@ -123,8 +130,35 @@ def test_assign_temperature_zero_is_argmax_and_one_samples_posterior():
     lr = log_responsibilities(params, xj)
     np.testing.assert_array_equal(assign(jax.random.key(0), params, xj, 0.0), jnp.argmax(lr, -1))
     keys = jax.random.split(jax.random.key(1), 20000)
-    draws = jax.vmap(lambda kk: assign(kk, params, xj, 1.0))(keys)
-    freq = np.stack([(draws == j).mean(0) for j in range(3)], -1)
     p = np.exp(np.asarray(lr))
-    # 5 binomial standard errors.
-    np.testing.assert_array_less(np.abs(freq - p), 5 * np.sqrt(p * (1 - p) / 20000) + 1e-12)
+    # Temperature 1: the responsibilities; 0.5: their normalized squares.
+    for t, expected in ((1.0, p), (0.5, p**2 / (p**2).sum(-1, keepdims=True))):
+        draws = jax.vmap(lambda kk, t=t: assign(kk, params, xj, t))(keys)
+        freq = np.stack([(draws == j).mean(0) for j in range(3)], -1)
+        # 5 binomial standard errors.
+        se = np.sqrt(expected * (1 - expected) / 20000)
+        np.testing.assert_array_less(np.abs(freq - expected), 5 * se + 1e-12)
+
+
+def test_a_rows_draw_depends_on_its_number_not_on_its_batch():
+    """Row n's draw is the same whether drawn in a whole table or in a chunk starting at row
+    `first_row`; a component with no mass is never drawn."""
+    w, locs, scale, x = random_problem(3, n=50, d=2, k=4)
+    w = np.asarray(w).copy()
+    w[2] = 0.0
+    params = Params(jnp.asarray(w / w.sum()), jnp.asarray(locs), jnp.asarray(scale * 4))
+    key = jax.random.key(9)
+    whole = assign(key, params, jnp.asarray(x), 1.0)
+    parts = [assign(key, params, jnp.asarray(x[a : a + 7]), 1.0, a) for a in range(0, 50, 7)]
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
+    # Row numbers past 2**32 (64-bit): a chunk across the boundary draws as its two parts, and
+    # not as rows 0.. do (flat logits: every draw is uniform over the 4 components).
+    flat, edge = jnp.zeros((40, 4)), 2**32 - 20
+    across = assign_from_logits(key, flat, 1.0, row_number(edge))
+    parts = [
+        assign_from_logits(key, flat[:20], 1.0, edge),
+        assign_from_logits(key, flat[20:], 1.0, 2**32),
+    ]
+    np.testing.assert_array_equal(np.concatenate(parts), across)
+    assert np.mean(across == assign_from_logits(key, flat, 1.0)) < 0.5  # 1/4 expected
+    assert len(set(np.asarray(whole).tolist())) > 1 and 2 not in set(np.asarray(whole).tolist())

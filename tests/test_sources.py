@@ -183,6 +183,13 @@ def test_streamed_prediction_equals_predict(data, files, tmp_path):
     probs = np.column_stack([table[f"p{j}"].to_numpy() for j in range(3)])
     np.testing.assert_allclose(probs, bm.predict_proba(fit, data), atol=1e-12)
     np.testing.assert_allclose(table["log_density"].to_numpy(), bm.log_density(fit, data))
+    # At temperature 1, the draws of the whole table whatever the chunks.
+    drawn_out = tmp_path / "drawn.parquet"
+    predict_to_parquet(fit, files, drawn_out, columns=["a", "b"], chunk_rows=300, temperature=1,
+                       seed=4, probabilities=False, dtype="float64")  # fmt: skip
+    drawn = pq.read_table(drawn_out)["label"].to_numpy()
+    np.testing.assert_array_equal(drawn, bm.predict(fit, data, temperature=1, seed=4))
+    assert not np.array_equal(drawn, bm.predict(fit, data))  # draws, not the MAP labels
     # Dictionary encoding for the labels only (it slowed the probabilities' writing 3x).
     meta = pq.ParquetFile(out).metadata.row_group(0)
     encoded = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(5)}

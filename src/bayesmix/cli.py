@@ -657,9 +657,9 @@ def predict_command(
             f"--columns names {len(names)} column(s) {names} but the model has {saved.d}: "
             f"{saved.columns}"
         )
-    if temperature == "0" and str(out) != "-" and is_parquet(out):
-        # To Parquet at temperature 0: chunk by chunk, so the data may exceed the memory.
-        rows = _predict_chunks(saved.fit, data, out, names, proba)
+    if str(out) != "-" and is_parquet(out):
+        # To Parquet: chunk by chunk, so the data may exceed the memory.
+        rows = _predict_chunks(saved.fit, data, out, names, proba, int(temperature), seed)
         if not quiet:
             click.echo(f"Wrote {rows} rows to {out}", err=True)
         return
@@ -679,10 +679,16 @@ def predict_command(
 
 
 def _predict_chunks(
-    fit, data, out: Path, names: list[str] | None = None, proba: bool = True
+    fit,
+    data,
+    out: Path,
+    names: list[str] | None = None,
+    proba: bool = True,
+    temperature: int = 0,
+    seed: int = 0,
 ) -> int:
-    """`predict` at temperature 0 to a Parquet file, one chunk of rows of `data` (a file or a
-    source) at a time (the labels and probabilities of the whole-table path, bit for bit)."""
+    """`predict` to a Parquet file, one chunk of rows of `data` (a file or a source) at a time
+    (the labels and probabilities of the whole-table path, bit for bit)."""
     from .serve.batch import classify
     from .serve.tables import require_pyarrow
     from .stream import model_source, write_parquet
@@ -693,7 +699,14 @@ def _predict_chunks(
 
     def tables():
         for chunk in source.chunks():
-            labels, probs = classify(fit, chunk.values, temperature=0, proba=proba)
+            labels, probs = classify(
+                fit,
+                chunk.values,
+                temperature=temperature,
+                seed=seed,
+                proba=proba,
+                first_row=chunk.first_row,
+            )
             columns = {"label": labels}
             if probs is not None:
                 columns |= {f"p{j}": probs[:, j] for j in range(probs.shape[1])}

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.extend.random import threefry_2x32
 from jax.scipy.special import logsumexp
 
 from .model import Params, Priors, component_log_prob, log_prior
@@ -22,6 +24,7 @@ __all__ = [
     "log_likelihood",
     "log_responsibilities",
     "log_weighted",
+    "row_number",
 ]
 
 
@@ -47,21 +50,49 @@ def log_responsibilities(params: Params, x: jnp.ndarray) -> jnp.ndarray:
 
 
 def assign(
-    key: jax.Array, params: Params, x: jnp.ndarray, temperature: float | jnp.ndarray = 0.0
+    key: jax.Array,
+    params: Params,
+    x: jnp.ndarray,
+    temperature: float | jnp.ndarray = 0.0,
+    first_row: int | jnp.ndarray = 0,
 ) -> jnp.ndarray:
     """Assignments (N,) int32: the MAP component at temperature 0, else a draw from
     softmax(log p(z_n = k | x_n) / temperature) (temperature 1: the exact posterior)."""
-    return assign_from_logits(key, log_responsibilities(params, x), temperature)
+    return assign_from_logits(key, log_responsibilities(params, x), temperature, first_row)
+
+
+def row_number(n: int) -> np.ndarray:
+    """A row number as the (high, low) uint32 pair `assign_from_logits` takes (2,)."""
+    return np.array([n >> 32, n & 0xFFFFFFFF], np.uint32)
 
 
 def assign_from_logits(
-    key: jax.Array, logits: jnp.ndarray, temperature: float | jnp.ndarray = 0.0
+    key: jax.Array,
+    logits: jnp.ndarray,
+    temperature: float | jnp.ndarray = 0.0,
+    first_row: int | jnp.ndarray = 0,
 ) -> jnp.ndarray:
-    """`assign` given the log responsibilities (N, K). A branch, not a select: at temperature
-    0 no random numbers are drawn (measured: 10,000 rows 3.7 -> 1.5 ms per classifier call)."""
+    """`assign` given the log responsibilities (N, K). Row n's draw is the inverse CDF at a
+    uniform hashed (Threefry) from the key and the row's 64-bit number `first_row + n`, so it
+    depends on its number alone: a table drawn whole, in chunks (each with its `first_row`, an
+    int or `row_number`'s pair) or padded gives the same draws. A branch, not a select: at
+    temperature 0 no random numbers are drawn (measured: 10,000 rows 3.7 -> 1.5 ms per call)."""
     t = jnp.asarray(temperature, logits.dtype)
-    return jax.lax.cond(
-        t > 0,
-        lambda: jax.random.categorical(key, logits / t, axis=-1).astype(jnp.int32),
-        lambda: jnp.argmax(logits, axis=-1).astype(jnp.int32),
-    )
+
+    def draw():
+        high, low = row_number(first_row) if isinstance(first_row, int) else first_row
+        rows = low + jnp.arange(logits.shape[0], dtype=jnp.uint32)  # wraps at 2**32: carried
+        rows = jnp.concatenate([high + (rows < low).astype(jnp.uint32), rows])
+        bits = threefry_2x32(jax.random.bits(key, (2,), jnp.uint32), rows).reshape(2, -1)
+        if logits.dtype == jnp.float64:  # 53 random bits
+            u = (bits[0] >> 11).astype(logits.dtype) * 2.0**-21 + bits[1].astype(
+                logits.dtype
+            ) * 2.0**-53
+        else:  # 24
+            u = (bits[0] >> 8).astype(logits.dtype) * 2.0**-24
+        scaled = logits / t
+        cdf = jnp.cumsum(jnp.exp(scaled - jnp.max(scaled, axis=-1, keepdims=True)), axis=-1)
+        # The first k with cdf_k > u * total (u < 1: at most K - 1; never a zero-mass k).
+        return jnp.sum(cdf <= (u * cdf[:, -1])[:, None], axis=-1).astype(jnp.int32)
+
+    return jax.lax.cond(t > 0, draw, lambda: jnp.argmax(logits, axis=-1).astype(jnp.int32))

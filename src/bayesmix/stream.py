@@ -20,9 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._jit import sized_jit
-from .enumerate import log_weighted
+from .enumerate import row_number
 from .errors import DataError, SpecError
 from .io import dictionary_columns
+from .predict import check_draw, membership
 from .result import MAPResult
 from .sources import (
     BYTES_PER_VALUE,
@@ -41,15 +42,11 @@ PREDICT_BUDGET = 256 << 20
 
 
 @sized_jit
-def _membership(params, x):
-    """(MAP component (N,) int32, probabilities (K, N), log density (N,)) of rows x (N, D); the
-    probabilities component by component, so that each Parquet column is a contiguous row."""
-    lw = log_weighted(params, x)
-    top = jnp.max(lw, axis=-1, keepdims=True)
-    p = jnp.exp(lw - top)
-    total = jnp.sum(p, axis=-1, keepdims=True)
-    labels = jnp.argmax(lw, axis=-1).astype(jnp.int32)
-    return labels, (p / total).T, (top + jnp.log(total))[:, 0]
+def _membership(params, x, seed, temperature, first_row):
+    """`predict.membership` with the probabilities component by component (K, N), so that
+    each Parquet column is a contiguous row."""
+    labels, probs, log_density = membership(params, x, seed, temperature, first_row)
+    return labels, probs.T, log_density
 
 
 def predict_to_parquet(
@@ -63,13 +60,17 @@ def predict_to_parquet(
     probabilities: bool = True,
     log_density: bool = False,
     dtype: str = "float32",
+    temperature: float = 0.0,
+    seed: int = 0,
 ) -> int:
     """Write the membership of every row of `data` to the Parquet file `path`; return the
     number of rows written.
 
-    Columns written (named as by `bayesmix predict` and the HTTP service): `label` (int32, the
-    MAP component), `p0` ... `p{K-1}` (membership probabilities, with `probabilities`) and
-    `log_density` (log p(x_n), with `log_density`), one row per input row in input order.
+    Columns written (named as by `bayesmix predict` and the HTTP service): `label` (int32: the
+    MAP component at `temperature` 0; at 1 a draw from p(z_n | x_n, globals), whatever the
+    chunks those of `bm.predict(fit, data, temperature=1, seed=seed)` in float64), `p0` ...
+    `p{K-1}` (membership probabilities, with `probabilities`) and `log_density` (log p(x_n),
+    with `log_density`), one row per input row in input order.
     `dtype` is the precision of the computation and of the written probabilities ("float32"
     or "float64").
     """
@@ -78,6 +79,7 @@ def predict_to_parquet(
     if memory_budget is not None and chunk_rows is None:
         chunk_rows = budget_rows(memory_budget, fit.params.locs.shape[-1], fit.k)
         memory_budget = None
+    temperature, seed = check_draw(temperature, seed)
     source = model_source(fit, data, columns=columns, chunk_rows=chunk_rows, budget=memory_budget)
     dt = np.dtype(dtype)
     params = jax.tree.map(lambda v: jnp.asarray(v, dt), fit.params)
@@ -92,8 +94,9 @@ def predict_to_parquet(
             n, d = chunk.values.shape
             padded = np.zeros((max(n, source.chunk_rows), d), dt)
             padded[:n] = chunk.values
+            args = (jnp.asarray(padded), seed, temperature, row_number(chunk.first_row))
             comp, prob, logp = jax.device_get(
-                _membership(params, jnp.asarray(padded), work=padded.shape[0] * fit.k)
+                _membership(params, *args, work=padded.shape[0] * fit.k)
             )
             arrays = [pa.array(comp[:n])]
             if probabilities:

@@ -13,7 +13,6 @@ import math
 
 import numpy as np
 
-from ..errors import SpecError
 from ..io import SavedModel
 from ..result import MAPResult
 
@@ -27,23 +26,23 @@ TEMPERATURES = (0, 1)
 
 
 def classify(
-    fit: MAPResult, x: np.ndarray, *, temperature: float = 0, seed: int = 0, proba: bool = True
+    fit: MAPResult,
+    x: np.ndarray,
+    *,
+    temperature: float = 0,
+    seed: int = 0,
+    proba: bool = True,
+    first_row: int = 0,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """(labels (N,), membership probabilities (N, K) or None) of rows x (N, D).
 
     labels == bm.predict(fit, x, temperature=temperature, seed=seed) and the probabilities ==
-    bm.predict_proba(fit, x), bit for bit.
+    bm.predict_proba(fit, x), bit for bit. `first_row`: the number of x's first row in a larger
+    table, which the table's temperature-1 draws are made for (chunk by chunk, as a whole).
     """
-    t = float(temperature)
-    if not (math.isfinite(t) and t >= 0):
-        raise SpecError(f"temperature must be a finite number >= 0, got {temperature!r}")
     # predict's one compiled program returns (labels, probabilities, ...) for any temperature;
     # one call gives both (the tests check that they equal the public functions' bit for bit).
-    run = getattr(_predict, "_run", None)
-    if run is None:  # pragma: no cover (the public pair, two passes)
-        labels = _predict.predict(fit, x, temperature=t, seed=seed)
-        return labels, _predict.predict_proba(fit, x) if proba else None
-    labels, probs = run(fit, x, t, seed)[:2]
+    labels, probs = _predict._run(fit, x, temperature, seed, first_row)[:2]
     return labels, probs if proba else None
 
 
