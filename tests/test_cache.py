@@ -17,15 +17,26 @@ import json, sys, jax
 jax.config.update("jax_enable_x64", True)
 import bayesmix as bm
 fit = bm.fit_map(bm.SEED_DATA, 2, n_init=5, steps=5)
-tracing = [m for m in ("numpyro", "optax") if m in sys.modules]  # imported to trace only
+# Imported to trace only (SciPy's linalg by NumPyro; JAX's LAPACK set-up would import it too).
+tracing = [m for m in ("numpyro", "optax", "scipy.linalg") if m in sys.modules]
 print(json.dumps([[fit.neg_log_joint, bm.predict_proba(fit, [1.0, 5.75]).tolist()], tracing]))
 """
 
+# A program that calls LAPACK (the full covariance's Cholesky factor), loaded warm.
+LAPACK_SCRIPT = """
+import json, sys, jax, numpy as np
+jax.config.update("jax_enable_x64", True)
+from bayesmix.infer.em import fit_em
+x = np.random.default_rng(0).normal(size=(60, 3)) + np.repeat([[0.0], [5.0]], 30, axis=0)
+fit = fit_em(x, 2, covariance="full", max_iter=3, n_init=1)
+print(json.dumps([[fit.neg_log_joint, fit.params.locs.tolist()], []]))
+"""
 
-def _run(cache):
-    """(results, tracing libraries imported, cache files -> mtime) of SCRIPT in a new process."""
+
+def _run(cache, script=SCRIPT):
+    """(results, tracing libraries imported, cache files -> mtime) of a script in a new process."""
     env = {**os.environ, "BAYESMIX_CACHE_DIR": str(cache)}
-    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, check=True, capture_output=True)
+    out = subprocess.run([sys.executable, "-c", script], env=env, check=True, capture_output=True)
     files = {p.relative_to(cache): p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()}
     return *json.loads(out.stdout), files
 
@@ -33,7 +44,7 @@ def _run(cache):
 def test_second_run_reuses_both_caches(tmp_path):
     cache = tmp_path / "cache"
     first, traced, files = _run(cache)
-    assert traced == ["numpyro", "optax"]
+    assert traced == ["numpyro", "optax", "scipy.linalg"]
     exported = {p for p in files if p.parts[0] == "exported"}
     assert len(exported) == 2  # the MAP program and the classifier
     assert len(files) > len(exported)  # compiled executables beside them
@@ -43,6 +54,17 @@ def test_second_run_reuses_both_caches(tmp_path):
     assert again == files
     assert second == first
     assert traced == []
+
+
+def test_a_program_that_calls_lapack_runs_from_the_caches(tmp_path):
+    """A warm run skips JAX's LAPACK set-up for programs that call no LAPACK routine, not for
+    those that do (the EM fit of a full covariance: a missing set-up fails the call)."""
+    first, _, files = _run(tmp_path, LAPACK_SCRIPT)
+    assert any(b"lapack" in (tmp_path / p).read_bytes() for p in files if p.parts[0] == "exported")
+    second, _, again = _run(tmp_path, LAPACK_SCRIPT)
+    assert again == files
+    np.testing.assert_allclose(second[0], first[0], rtol=1e-13)
+    np.testing.assert_allclose(second[1], first[1], rtol=1e-13)
 
 
 def test_exported_programs_compute_what_jit_computes(monkeypatch):

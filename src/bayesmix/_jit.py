@@ -11,7 +11,9 @@ a program) is most of the warm cost. Three measures keep both low:
   workflow's NUTS stage 3.8 s -> 1.0 s warm);
 - `sized_jit`: programs whose work is small (the seed's 5 points) are compiled with XLA's
   cheap settings, which compile 2-3x faster and run as fast at that size; large problems get
-  the fully optimized build.
+  the fully optimized build;
+- loading an exported program that calls no LAPACK routine skips JAX's LAPACK set-up, which
+  imports SciPy (`_lapack_needed`; measured: warm seed `sample_nuts` 0.85 s -> 0.5-0.65 s).
 
 Lazy imports: NumPyro, BlackJAX and Optax are needed only to trace a program (they are
 imported inside the traced functions), so a warm run, which loads every program from the
@@ -21,9 +23,11 @@ export cache, never imports them (measured: `import bayesmix` 1.6 s -> 0.6 s, JA
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -38,6 +42,7 @@ SMALL_WORK = 1_000_000
 _FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
 _EXPORT_DIR: Path | None = None  # set by enable_compilation_cache
 _SOURCE_HASH: str | None = None
+_LAPACK = threading.local()  # .skip: lowering an exported program that calls no LAPACK
 
 
 def cache_dir() -> Path:
@@ -123,28 +128,32 @@ class sized_jit:  # noqa: N801 (used like jax.jit)
         self._small_work = small_work
         self._small = jax.jit(fun, static_argnames=static_argnames, compiler_options=_FAST_COMPILE)
         self._large = jax.jit(fun, static_argnames=static_argnames)
-        # (small, static, input structure) -> the exported program, or None where exporting
-        # failed (then the plain jit path is used, without retrying the export every call).
+        # (small, static, input structure) -> (the exported program, whether it calls LAPACK),
+        # or None where exporting failed (then the plain jit path is used, without retrying
+        # the export every call).
         self._loaded: dict[tuple, Callable | None] = {}
 
     def __call__(self, *args, work: int, **static):
-        fn, call_args, call_static = self._resolve(args, work, static)
-        return fn(*call_args, **call_static)
+        fn, call_args, call_static, lapack = self._resolve(args, work, static)
+        with _lapack_needed(lapack):  # the first call lowers the program
+            return fn(*call_args, **call_static)
 
     def lower(self, *args, work: int, **static) -> jax.stages.Lowered:
         """The program for these arguments (arrays or jax.ShapeDtypeStruct), traced (or
         loaded) and lowered, not compiled: its `.compile()` (which releases the GIL) before
         the first call lets calls from several threads at once share one compilation."""
-        fn, call_args, call_static = self._resolve(args, work, static)
-        return fn.lower(*call_args, **call_static)
+        fn, call_args, call_static, lapack = self._resolve(args, work, static)
+        with _lapack_needed(lapack):
+            return fn.lower(*call_args, **call_static)
 
-    def _resolve(self, args: tuple, work: int, static: dict) -> tuple[Callable, tuple, dict]:
-        """(the compiled function, its positional arguments, its static ones) for a call."""
+    def _resolve(self, args: tuple, work: int, static: dict) -> tuple[Callable, tuple, dict, bool]:
+        """(the compiled function, its positional arguments, its static ones, whether lowering
+        it may need LAPACK) for a call."""
         # The cheap build is a CPU measurement: elsewhere compile time is not the bottleneck.
         small = work < self._small_work and jax.default_backend() == "cpu"
         plain = self._small if small else self._large
         if _EXPORT_DIR is None:
-            return plain, args, static
+            return plain, args, static, True
         leaves, tree = jax.tree.flatten(args)
         keys = [_is_key(leaf) for leaf in leaves]
         # The leaves go to the program as they are: its C++ dispatch copies NumPy input and makes
@@ -162,10 +171,16 @@ class sized_jit:  # noqa: N801 (used like jax.jit)
                 self._loaded[signature] = self._load_or_export(signature, keys, flat, static)
             except Exception:  # noqa: BLE001 - the cache must never break a computation
                 self._loaded[signature] = None
-        call = self._loaded[signature]
-        return (plain, args, static) if call is None else (call, tuple(flat), {})
+        loaded = self._loaded[signature]
+        return (
+            (plain, args, static, True)
+            if loaded is None
+            else (loaded[0], tuple(flat), {}, loaded[1])
+        )
 
-    def _load_or_export(self, signature: tuple, keys: list, flat: list, static: dict) -> Callable:
+    def _load_or_export(
+        self, signature: tuple, keys: list, flat: list, static: dict
+    ) -> tuple[Callable, bool]:
         from .io import atomic_write
 
         small, _, tree, _ = signature
@@ -182,7 +197,8 @@ class sized_jit:  # noqa: N801 (used like jax.jit)
         name = f"{self._fun.__name__}-{hashlib.sha256(spec.encode()).hexdigest()[:32]}"
         path = _EXPORT_DIR / name
         if path.exists():
-            exported = jax.export.deserialize(bytearray(path.read_bytes()))
+            data = path.read_bytes()
+            exported = jax.export.deserialize(bytearray(data))
         else:
 
             def program(*flat_args):
@@ -193,5 +209,43 @@ class sized_jit:  # noqa: N801 (used like jax.jit)
                 return self._fun(*jax.tree.unflatten(tree, leaves), **static)
 
             exported = jax.export.export(jax.jit(program))(*flat)
-            atomic_write(path, bytes(exported.serialize()))
-        return jax.jit(exported.call, compiler_options=_FAST_COMPILE if small else None)
+            data = bytes(exported.serialize())
+            atomic_write(path, data)
+        call = jax.jit(exported.call, compiler_options=_FAST_COMPILE if small else None)
+        return call, b"lapack" in data  # the custom calls' targets are named in the bytes
+
+
+@contextlib.contextmanager
+def _lapack_needed(needed: bool):
+    """Lowering an exported program on the CPU, JAX readies LAPACK whatever the program calls,
+    which imports SciPy's linalg (0.3-0.5 s of a warm run that imports nothing else of SciPy):
+    for a program that calls no LAPACK routine it is skipped."""
+    if needed:
+        yield
+        return
+    _skip_lapack_hook()
+    before = getattr(_LAPACK, "skip", False)
+    _LAPACK.skip = True
+    try:
+        yield
+    finally:
+        _LAPACK.skip = before
+
+
+@functools.cache
+def _skip_lapack_hook() -> None:
+    """Wrap JAX's `_ensure_backends_initialized` (LAPACK's set-up for exported programs, a
+    private function: where it is missing, nothing changes) to obey `_LAPACK.skip`."""
+    try:
+        from jax._src.export import _export
+    except ImportError:  # pragma: no cover
+        return
+    ensure = getattr(_export, "_ensure_backends_initialized", None)
+    if ensure is None:  # pragma: no cover
+        return
+
+    def guarded(platforms):
+        if not getattr(_LAPACK, "skip", False):
+            ensure(platforms)
+
+    _export._ensure_backends_initialized = guarded
