@@ -349,7 +349,7 @@ def _column_names(columns: str | None, column: str | None) -> list[str] | None:
 
 def _read_fit_data(data: Path, columns: str | None, column: str | None):
     """(x (N, D), column names) of a CSV or Parquet file to fit (`_column_names`)."""
-    from .serve.tables import read_table
+    from .data import read_table
 
     names = _column_names(columns, column)
     hint = "; choose numeric columns with --columns a,b" if names is None else ""
@@ -645,10 +645,11 @@ def predict_command(
         bayesmix predict model.bmx new.parquet --temperature 1 --seed 7 --out draws.parquet
     """
     _enable_x64()
+    from .data import is_parquet, read_table
     from .errors import SpecError
     from .io import load
     from .serve.batch import classify
-    from .serve.tables import is_parquet, read_table, table_bytes, write_table
+    from .serve.tables import table_bytes, write_table
 
     saved = load(model)
     names = saved.columns if columns is None else [c.strip() for c in columns.split(",")]
@@ -689,8 +690,8 @@ def _predict_chunks(
 ) -> int:
     """`predict` to a Parquet file, one chunk of rows of `data` (a file or a source) at a time
     (the labels and probabilities of the whole-table path, bit for bit)."""
+    from .data import require_pyarrow
     from .serve.batch import classify
-    from .serve.tables import require_pyarrow
     from .stream import model_source, write_parquet
 
     pa, _ = require_pyarrow()

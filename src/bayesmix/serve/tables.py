@@ -1,99 +1,24 @@
-"""Tables in and out for batch prediction: CSV always, Parquet when pyarrow is installed.
+"""Tables out of batch prediction: CSV always, Parquet when pyarrow is installed.
 
-A file is Parquet when its name ends in `.parquet` or `.pq`, else CSV (with a header row).
-Reading validates like `bayesmix.data` (messages name the file, line and column); writing is
-atomic, and floats are written in full precision (they read back to the same float64).
+A file is Parquet when its name ends in `.parquet` or `.pq`, else CSV (with a header row), as
+for `bayesmix.data.read_table`. Writing is atomic, and floats are written in full precision
+(they read back to the same float64).
 """
 
 from __future__ import annotations
 
 import io
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from ..data import as_data, csv_columns
+from ..data import is_parquet, require_pyarrow
 from ..errors import DataError
 from ..io import atomic_write, dictionary_columns
 
-__all__ = ["is_parquet", "read_table", "require_pyarrow", "table_bytes", "write_table"]
-
-PARQUET_SUFFIXES = (".parquet", ".pq")
-
-
-def is_parquet(path: str | os.PathLike[str]) -> bool:
-    return Path(path).suffix.lower() in PARQUET_SUFFIXES
-
-
-def read_table(
-    path: str | os.PathLike[str],
-    columns: Sequence[str] | None = None,
-    *,
-    for_fit: bool = False,
-    dim: int | None = None,
-    hint: str = "",
-) -> tuple[np.ndarray, list[str]]:
-    """Read `columns` (default: every column, all numeric) of a CSV or Parquet file.
-
-    Returns (x (N, D) float64, the column names), validated by `bayesmix.data.as_data`
-    (`for_fit` and `dim` as there). Other columns of the file are ignored. `hint` ends the
-    message of a missing or non-numeric column (how to choose others).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"file not found: {path}; check the path")
-    if path.is_dir():
-        raise DataError(f"{path} is a folder, not a data file")
-    header, read = _parquet(path, hint) if is_parquet(path) else csv_columns(path, hint)
-    if len(set(header)) != len(header):
-        twice = sorted({h for h in header if header.count(h) > 1})
-        raise DataError(f"{path} has duplicate column names {twice}; rename them")
-    names = list(header) if columns is None else list(columns)
-    missing = [c for c in names if c not in header]
-    if missing:
-        raise DataError(f"{path} has no column(s) {missing}; its columns are {header}{hint}")
-    values = np.column_stack([read(header.index(c)) for c in names]) if names else np.empty((0, 0))
-    labels = [f"column {c!r}" for c in names]
-    return as_data(values, labels, str(path), for_fit=for_fit, dim=dim), names
-
-
-def require_pyarrow():
-    """(pyarrow, pyarrow.parquet), or a DataError that says how to install them."""
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise DataError(
-            "Parquet files need pyarrow, which is not installed: pip install pyarrow "
-            "(or pip install 'bayesmix[serve]'), or use a CSV file"
-        ) from None
-    return pa, pq
-
-
-def _parquet(path: Path, hint: str = ""):
-    pa, pq = require_pyarrow()
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise DataError(f"{path} is not a readable Parquet file: {exc}") from None
-    header = list(table.column_names)
-
-    def read(j: int) -> np.ndarray:
-        col, name = table.column(j), header[j]
-        t = col.type
-        if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)):
-            raise DataError(f"{path}, column {name!r} holds {t} values, not numbers{hint}")
-        if col.null_count:
-            i = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
-            raise DataError(
-                f"{path}, row {i + 1}, column {name!r} is empty (null; {col.null_count} in all); "
-                "remove or impute those rows"
-            )
-        return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
-
-    return header, read
+__all__ = ["table_bytes", "write_table"]
 
 
 def table_bytes(table: Mapping[str, np.ndarray], parquet: bool = False) -> bytes:
