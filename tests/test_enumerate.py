@@ -129,6 +129,14 @@ def test_assign_temperature_zero_is_argmax_and_one_samples_posterior():
     xj = jnp.asarray(x)
     lr = log_responsibilities(params, xj)
     np.testing.assert_array_equal(assign(jax.random.key(0), params, xj, 0.0), jnp.argmax(lr, -1))
+    # A tiny temperature is the MAP's limit; a huge one draws every component alike.
+    for t in (1e-10, 1e-30, 1e-300):
+        np.testing.assert_array_equal(assign(jax.random.key(0), params, xj, t), jnp.argmax(lr, -1))
+    flat = jax.vmap(lambda kk: assign(kk, params, xj, 1e30))(
+        jax.random.split(jax.random.key(2), 3000)
+    )
+    freq = np.stack([(flat == j).mean(0) for j in range(3)], -1)
+    np.testing.assert_array_less(np.abs(freq - 1 / 3), 5 * np.sqrt(2 / 9 / 3000))
     keys = jax.random.split(jax.random.key(1), 20000)
     p = np.exp(np.asarray(lr))
     # Temperature 1: the responsibilities; 0.5: their normalized squares.

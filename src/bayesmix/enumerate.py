@@ -90,8 +90,11 @@ def assign_from_logits(
             ) * 2.0**-53
         else:  # 24
             u = (bits[0] >> 8).astype(logits.dtype) * 2.0**-24
-        scaled = logits / t
-        cdf = jnp.cumsum(jnp.exp(scaled - jnp.max(scaled, axis=-1, keepdims=True)), axis=-1)
+        # Scaled after the maximum is taken off: the top component's term is exactly exp(0)
+        # (max(logits / t), recomputed by XLA, may differ from its own term by far more than
+        # the logits' spread at a tiny t: a cdf of zeros).
+        gap = (logits - jnp.max(logits, axis=-1, keepdims=True)) / t
+        cdf = jnp.cumsum(jnp.exp(gap), axis=-1)
         # The first k with cdf_k > u * total (u < 1: at most K - 1; never a zero-mass k).
         return jnp.sum(cdf <= (u * cdf[:, -1])[:, None], axis=-1).astype(jnp.int32)
 
