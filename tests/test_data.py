@@ -36,6 +36,11 @@ def test_data_frames_are_named_by_their_columns():
         bm.fit_em(frame, 1)
 
 
+def test_complex_numbers_are_refused():
+    with pytest.raises(bm.DataError, match="complex numbers; pass real numbers"):
+        bm.fit_map(np.array([1 + 1j, 2, 3]), 2)
+
+
 def test_csv_reading(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text("name,x,y\na,0,1\nb,1,3\nc,10,4\n")

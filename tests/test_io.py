@@ -319,3 +319,17 @@ def test_a_posterior_of_another_model_is_refused(tmp_path, posterior):
     fit3 = bm.fit_map(bm.SEED_DATA, 3, n_init=3, steps=5)
     with pytest.raises(bm.SpecError, match="same model"):
         bm.save(tmp_path / "m.bmx", fit3, posterior)
+
+
+def test_save_takes_a_fitted_estimator_and_says_when_the_path_is_not_first(tmp_path, seed_fit):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("sklearn")
+    frame = pd.DataFrame({"value": bm.SEED_DATA[:, 0]})
+    est = bm.BayesianMixture(n_components=2, random_state=0).fit(frame)
+    saved = bm.load(bm.save(tmp_path / "e.bmx", est))
+    assert saved.columns == ["value"]  # the DataFrame's column names
+    np.testing.assert_array_equal(saved.fit.params.locs, est.result_.params.locs)
+    with pytest.raises(bm.SpecError, match="takes the path first"):
+        bm.save(seed_fit, tmp_path / "f.bmx")
+    with pytest.raises(bm.SpecError, match="or a fitted BayesianMixture"):
+        bm.save(tmp_path / "g.bmx", bm.BayesianMixture(n_components=2))  # not fitted

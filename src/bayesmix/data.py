@@ -65,6 +65,8 @@ def as_data(
     frame = list(x.columns) if hasattr(x, "columns") and hasattr(x, "to_numpy") else None
     if frame is not None and columns is None:  # a data frame (pandas, polars): its names
         columns = [f"column {c!r}" for c in frame]
+    if np.iscomplexobj(x):  # NumPy would drop the imaginary parts with a warning
+        raise DataError(f"{source} holds complex numbers; pass real numbers (e.g. x.real)")
     try:
         arr = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as exc:

@@ -117,10 +117,17 @@ def save(
 ) -> Path:
     """Save a fitted model to `path` (suggested suffix `.bmx`), atomically; return the path.
 
-    fit: from `fit_map`; posterior: from `sample_nuts` on the same model, or None; columns: the
-    D column names (default x0, x1, ...); settings: JSON-ready options of the fit, kept in
-    the metadata.
+    fit: from `fit_map` (or `fit_em`), or a fitted `BayesianMixture` (its fit, and the
+    DataFrame's column names it was fitted on); posterior: from `sample_nuts` on the same model,
+    or None; columns: the D column names (default x0, x1, ...); settings: JSON-ready options of
+    the fit, kept in the metadata.
     """
+    if not isinstance(path, str | os.PathLike):
+        raise SpecError(f"save(path, fit, ...) takes the path first; got {type(path).__name__}")
+    if isinstance(getattr(fit, "result_", None), MAPResult):  # a fitted BayesianMixture
+        if columns is None and hasattr(fit, "feature_names_in_"):
+            columns = [str(c) for c in fit.feature_names_in_]
+        fit = fit.result_
     path = Path(path)
     if path.is_dir():
         raise DataError(f"cannot save the model to {path}: it is a folder; give a file name")
@@ -160,7 +167,10 @@ def dumps(
 ) -> bytes:
     """The bytes `save` writes (see `save`)."""
     if not isinstance(fit, MAPResult):
-        raise SpecError(f"save needs a MAPResult (from bm.fit_map), got {type(fit).__name__}")
+        raise SpecError(
+            "save needs a MAPResult (from bm.fit_map) or a fitted BayesianMixture, got "
+            f"{type(fit).__name__}"
+        )
     if posterior is not None and not isinstance(posterior, Posterior):
         raise SpecError(
             "posterior must be a Posterior (from bm.sample_nuts) or None, "
