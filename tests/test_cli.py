@@ -116,7 +116,6 @@ def test_fit_on_a_csv(tmp_path, option):
         ("x\n1\nnan\n3\n", [], "non-finite"),
         ("x\n1\nabc\n", [], "'abc' is not a number"),
         ("x\n1\n", [], "single row"),
-        ("x\n1\n2\n", ["--k", "0"], "at least 1"),
         ("x\n1\n2\n", ["--k", "3"], "K <= 2"),
         ("x\n4\n4\n4\n", [], "constant"),
         ("x\n1e308\n-1e308\n0\n", [], "too large"),
@@ -196,6 +195,17 @@ def test_select_ranks_k_and_writes_the_plot(tmp_path):
     assert (out / "select.png").read_bytes()[:4] == b"\x89PNG"
     bad = CliRunner().invoke(main, ["select", str(data), "--k", "0..x"])
     assert bad.exit_code == 2 and "range like 1..8" in bad.output
+    bad = CliRunner().invoke(main, ["select", str(data), "--k", "3..1"])
+    assert bad.exit_code == 2 and "'3..1' is an empty range" in bad.output
+
+
+def test_k_is_checked_before_any_work(tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_text("x\n1\n2\n")
+    bad = CliRunner().invoke(main, ["fit", str(data), "--k", "0"])
+    assert bad.exit_code == 2 and "0 is not in the range x>=1" in bad.output
+    bad = CliRunner().invoke(main, ["fit", str(data), "--k", "3", "--no-figures"])
+    assert bad.exit_code == 1 and "K <= 2" in bad.output and "MAP fit" not in bad.output
 
 
 def test_every_command_has_help_with_an_example():

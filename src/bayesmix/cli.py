@@ -201,7 +201,7 @@ def _size(text: str | None) -> int | None:
 
 @main.command()
 @click.argument("data", type=click.Path(path_type=Path))
-@click.option("--k", "k", type=int, required=True, help="Number of components.")
+@click.option("--k", "k", type=click.IntRange(min=1), required=True, help="Number of components.")
 @_columns_option
 @click.option(
     "--memory-budget",
@@ -470,7 +470,9 @@ def _parse_ks(text: str) -> list[int]:
             ks = [int(v) for v in text.split(",")]
     except ValueError:
         raise click.BadParameter(f"{text!r}: give a range like 1..8 or a list like 2,3,5") from None
-    if not ks or min(ks) < 1:
+    if not ks:
+        raise click.BadParameter(f"{text!r} is an empty range; give low..high, e.g. 1..8")
+    if min(ks) < 1:
         raise click.BadParameter(f"{text!r}: every K must be a whole number >= 1")
     return sorted(set(ks))
 

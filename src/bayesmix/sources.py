@@ -192,7 +192,7 @@ def rows_for_budget(budget: int, d: int) -> int:
     if rows < 1024:
         need = FIXED_BYTES + 1024 * BYTES_PER_VALUE * d
         raise SpecError(
-            f"memory_budget of {budget / 2**20:.1f} MiB is too small for {d} columns; give at "
+            f"memory_budget of {budget / 2**20:.3g} MiB is too small for {d} columns; give at "
             f"least {math.ceil(need / 2**20)} MiB"
         )
     return int(1 << int(math.log2(rows)))

@@ -119,7 +119,7 @@ def budget_rows(budget: int, d: int, k: int) -> int:
     except SpecError:
         need = math.ceil((FIXED_BYTES + 1024 * BYTES_PER_VALUE * columns) / 2**20)
         raise SpecError(
-            f"memory_budget of {budget / 2**20:.1f} MiB is too small to classify {d} columns "
+            f"memory_budget of {budget / 2**20:.3g} MiB is too small to classify {d} columns "
             f"into {k} components; give at least {need} MiB"
         ) from None
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from .infer.method import fit_by_method, resolve_method
 from .infer.nuts import sample_nuts
+from .infer.problem import problem
 from .infer.vi import fit_local
 from .io import atomic_write
 from .model import Priors
@@ -143,6 +144,7 @@ def run_workflow(
     s = settings
     model = {"covariance": s.covariance, "family": s.family, "df": s.df}
     priors = Priors.from_data(x) if s.priors is None else s.priors
+    problem(x, s.k, s.covariance, s.family, s.df, priors)  # K, the model, the priors: first
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
 
