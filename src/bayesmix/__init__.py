@@ -17,6 +17,7 @@ from .infer.vi import fit_local
 from .io import SavedModel, load, save
 from .model import Mixture, Params, Priors
 from .predict import log_density, predict, predict_proba
+from .relabel import random_permutation, relabel  # eager: `bm.relabel` is also the module's name
 from .result import LocalPosterior, MAPResult, Posterior
 from .select import criteria, select_k
 
@@ -36,28 +37,50 @@ __all__ = [
     "Priors",
     "SpecError",
     "as_data",
+    "coclustering",
     "criteria",
     "fit_em",
     "fit_local",
     "fit_map",
+    "fit_meanfield",
     "load",
     "log_density",
+    "membership",
     "predict",
     "predict_proba",
+    "predictive_density",
+    "random_permutation",
     "read_csv",
+    "relabel",
+    "sample_multistart",
     "sample_nuts",
+    "sample_smc",
     "save",
     "select_k",
+    "to_inference_data",
 ]
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str):
-    # The scikit-learn estimator is imported on first use: scikit-learn is an optional extra.
-    if name == "BayesianMixture":
-        from .estimator import BayesianMixture
+# Imported on first use: the scikit-learn estimator (scikit-learn is an optional extra) and the
+# posterior tools (SMC imports BlackJAX, which a warm run of the rest never needs).
+_LAZY = {
+    "BayesianMixture": "estimator",
+    "coclustering": "posterior",
+    "fit_meanfield": "infer.meanfield",
+    "membership": "posterior",
+    "predictive_density": "posterior",
+    "sample_multistart": "infer.multistart",
+    "sample_smc": "infer.smc",
+    "to_inference_data": "inference_data",
+}
 
-        return BayesianMixture
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'bayesmix' has no attribute {name!r}")
 
 
