@@ -138,7 +138,8 @@ def test_predict_agrees_exactly_with_the_python_api(saved, temperature, seed):
 @pytest.mark.parametrize("temperature", ["0", "1"])
 def test_predict_parquet_in_and_out(saved, chunk_rows, temperature, monkeypatch):
     """Parquet output is written chunk by chunk (here also in chunks of 3, 3 and 2 rows), with
-    the labels (MAP or drawn) and probabilities of the whole table, bit for bit."""
+    the labels (MAP or drawn) and probabilities of the whole table, bit for bit; CSV output
+    too."""
     pq = pytest.importorskip("pyarrow.parquet")
     import pyarrow as pa
 
@@ -157,6 +158,11 @@ def test_predict_parquet_in_and_out(saved, chunk_rows, temperature, monkeypatch)
     assert table["label"] == bm.predict(fit, NEW, temperature=int(temperature), seed=5).tolist()
     assert table["p1"] == bm.predict_proba(fit, NEW)[:, 1].tolist()  # exact
     assert pq.ParquetFile(out).metadata.num_row_groups == (1 if chunk_rows is None else 3)
+    args[1] = tmp / "o.csv"
+    assert _run("predict", model, tmp / "n.parquet", *args).exit_code == 0
+    csv = _read_csv(tmp / "o.csv")
+    assert [int(v) for v in csv["label"]] == table["label"]
+    assert [float(v) for v in csv["p1"]] == table["p1"]  # exact
 
 
 def test_fit_within_a_memory_budget_equals_the_in_memory_fit(tmp_path):
@@ -238,10 +244,18 @@ def test_predict_with_a_damaged_model(saved):
 
 
 def test_parquet_without_pyarrow_says_how_to_install_it(saved, monkeypatch):
+    """Without pyarrow, CSV in and out is read in memory (the same answer); Parquet says how to
+    install pyarrow."""
     model, new, tmp = saved
+    streamed = tmp / "streamed.csv"
+    assert _run("predict", model, new, "--out", streamed, "--proba", "-q").exit_code == 0
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if it were not installed
     result = _run("predict", model, new, "--out", tmp / "x.parquet")
     assert result.exit_code == 1 and "pip install pyarrow" in result.output
+    in_memory = tmp / "in-memory.csv"
+    assert _run("predict", model, new, "--out", in_memory, "--proba", "-q").exit_code == 0
+    assert _read_csv(in_memory) == {k: [str(float(v)) if k != "label" else v for v in col]
+                                    for k, col in _read_csv(streamed).items()}  # fmt: skip
 
 
 def test_fit_save_fails_early_and_writes_nothing(tmp_path):

@@ -647,7 +647,7 @@ def predict_command(
         bayesmix predict model.bmx new.parquet --temperature 1 --seed 7 --out draws.parquet
     """
     _enable_x64()
-    from .data import is_parquet, read_table
+    from .data import read_table, table_columns
     from .errors import SpecError
     from .io import load
     from .serve.batch import classify
@@ -660,15 +660,21 @@ def predict_command(
             f"--columns names {len(names)} column(s) {names} but the model has {saved.d}: "
             f"{saved.columns}"
         )
-    if str(out) != "-" and is_parquet(out):
-        # To Parquet: chunk by chunk, so the data may exceed the memory.
+    hint = "; --columns a,b picks the file's columns for the model's"
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:  # CSV in memory
+        streamed = False
+    else:
+        streamed = True
+    if streamed:
+        # Chunk by chunk (read, classify, write), so the data may exceed the memory.
+        table_columns(data, names, hint)  # the header's checks, in the words of this command
         rows = _predict_chunks(saved.fit, data, out, names, proba, int(temperature), seed)
-        if not quiet:
+        if not quiet and str(out) != "-":
             click.echo(f"Wrote {rows} rows to {out}", err=True)
         return
-    x, _ = read_table(
-        data, names, dim=saved.d, hint="; --columns a,b picks the file's columns for the model's"
-    )
+    x, _ = read_table(data, names, dim=saved.d, hint=hint)
     labels, probs = classify(saved.fit, x, temperature=int(temperature), seed=seed, proba=proba)
     table = {"label": labels}
     if probs is not None:
@@ -690,14 +696,17 @@ def _predict_chunks(
     temperature: int = 0,
     seed: int = 0,
 ) -> int:
-    """`predict` to a Parquet file, one chunk of rows of `data` (a file or a source) at a time
-    (the labels and probabilities of the whole-table path, bit for bit)."""
-    from .data import require_pyarrow
+    """`predict` to a Parquet or CSV file (or "-": CSV to standard output), one chunk of rows of
+    `data` (a file or a source) at a time (the labels and probabilities of the whole-table
+    path, bit for bit)."""
+    from .data import is_parquet, require_pyarrow
     from .serve.batch import classify
-    from .stream import model_source, write_parquet
+    from .stream import model_source, write_tables
 
     pa, _ = require_pyarrow()
-    _check_target(out)
+    csv = str(out) == "-" or not is_parquet(out)
+    if str(out) != "-":
+        _check_target(out)
     source = model_source(fit, data, columns=names)
 
     def tables():
@@ -715,7 +724,8 @@ def _predict_chunks(
                 columns |= {f"p{j}": probs[:, j] for j in range(probs.shape[1])}
             yield pa.table(columns)
 
-    return write_parquet(out, tables(), f"{source.name} is empty; give at least one row of numbers")
+    empty = f"{source.name} is empty; give at least one row of numbers"
+    return write_tables(out, tables(), empty, csv=csv)
 
 
 @main.command()

@@ -26,6 +26,7 @@ __all__ = [
     "read_parquet",
     "read_table",
     "require_pyarrow",
+    "table_columns",
 ]
 
 #: The five points of Pyro's Gaussian-mixture tutorial.
@@ -135,6 +136,18 @@ def read_table(
     non-numeric column (how to choose others). For files larger than memory, fit them in
     chunks (`bayesmix.sources`).
     """
+    names, read = table_columns(path, columns, hint)
+    values = read() if names else np.empty((0, 0))
+    labels = [f"column {c!r}" for c in names]
+    return as_data(values, labels, str(path), for_fit=for_fit, dim=dim), names
+
+
+def table_columns(
+    path: str | os.PathLike[str], columns: Sequence[str] | None = None, hint: str = ""
+) -> tuple[list[str], Callable[[], np.ndarray]]:
+    """(the names of `columns` (default: every column), read) of a CSV or Parquet file, from
+    its header alone: read() reads their values (N, D) float64. DataError for a missing file,
+    duplicate names or a missing column (its message ends with `hint`)."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"file not found: {path}; check the path")
@@ -148,9 +161,7 @@ def read_table(
     missing = [c for c in names if c not in header]
     if missing:
         raise DataError(f"{path} has no column(s) {missing}; its columns are {header}{hint}")
-    values = read([header.index(c) for c in names]) if names else np.empty((0, 0))
-    labels = [f"column {c!r}" for c in names]
-    return as_data(values, labels, str(path), for_fit=for_fit, dim=dim), names
+    return names, lambda: read([header.index(c) for c in names])
 
 
 def read_csv(
@@ -207,13 +218,12 @@ def _parquet_columns(path: Path, hint: str = "") -> tuple[list[str], Columns]:
     """(header, read) of a Parquet file, as `csv_columns`."""
     pa, pq = require_pyarrow()
     try:
-        table = pq.read_table(path)
+        header = list(pq.read_schema(path).names)
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"{path} is not a readable Parquet file: {exc}") from None
-    header = list(table.column_names)
 
-    def column(j: int) -> np.ndarray:
-        col, name = table.column(j), header[j]
+    def column(table, j: int) -> np.ndarray:
+        col, name = table.column(header[j]), header[j]
         t = col.type
         if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)):
             raise DataError(f"{path}, column {name!r} holds {t} values, not numbers{hint}")
@@ -225,7 +235,14 @@ def _parquet_columns(path: Path, hint: str = "") -> tuple[list[str], Columns]:
             )
         return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
 
-    return header, lambda js: np.column_stack([column(j) for j in js])
+    def read(js: list[int]) -> np.ndarray:
+        try:
+            table = pq.read_table(path, columns=[header[j] for j in js])
+        except (pa.ArrowException, OSError) as exc:
+            raise DataError(f"{path} is not a readable Parquet file: {exc}") from None
+        return np.column_stack([column(table, j) for j in js])
+
+    return header, read
 
 
 def csv_columns(path: str | os.PathLike[str], hint: str = "") -> tuple[list[str], Columns]:

@@ -107,6 +107,13 @@ class SavedModel:
         return int(self.meta["d"])
 
 
+def csv_cell(text: str) -> str:
+    """`text` as one CSV field (quoted where it holds a comma, quote, line break or edge blanks)."""
+    if any(c in text for c in ',"\n\r') or text != text.strip():
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
 def save(
     path: str | os.PathLike[str],
     fit: MAPResult,

@@ -4,14 +4,16 @@
 Dask collections) one chunk at a time, classifies each chunk with one compiled kernel (chunks
 are padded to one size, so it compiles once) and appends it to a Parquet file, so memory stays
 at two chunks (the next one is read meanwhile) whatever the number of rows. The file is
-written under a temporary name and renamed when complete (`write_parquet`, which `bayesmix
-predict` uses too): an error (a bad chunk, a truncated input) leaves no partial output.
+written under a temporary name and renamed when complete (`write_tables`, which `bayesmix
+predict` uses for CSV too): an error (a bad chunk, a truncated input) leaves no partial output.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import os
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -22,7 +24,7 @@ import numpy as np
 from ._jit import sized_jit
 from .enumerate import row_number
 from .errors import DataError, SpecError
-from .io import dictionary_columns
+from .io import csv_cell, dictionary_columns
 from .predict import check_draw, membership
 from .result import MAPResult
 from .sources import (
@@ -34,7 +36,7 @@ from .sources import (
     rows_for_budget,
 )
 
-__all__ = ["budget_rows", "model_source", "predict_to_parquet", "write_parquet"]
+__all__ = ["budget_rows", "model_source", "predict_to_parquet", "write_tables"]
 
 
 #: The memory of a prediction's chunk (inputs and outputs) when none is given.
@@ -105,7 +107,7 @@ def predict_to_parquet(
                 arrays.append(pa.array(logp[:n]))
             yield pa.Table.from_arrays(arrays, names=names)
 
-    return write_parquet(path, tables(), f"{source.name} holds no rows; nothing to predict")
+    return write_tables(path, tables(), f"{source.name} holds no rows; nothing to predict")
 
 
 def budget_rows(budget: int, d: int, k: int) -> int:
@@ -150,32 +152,47 @@ def model_source(
     return source
 
 
-def write_parquet(path: str | os.PathLike[str], tables: Iterable, empty: str) -> int:
-    """Write the Arrow tables (one schema) one after the other to the Parquet file `path`,
-    atomically (a temporary file renamed at the end: an error leaves no file, and an earlier
-    file intact); return the number of rows. DataError(`empty`) when there are none."""
+def write_tables(
+    path: str | os.PathLike[str], tables: Iterable, empty: str, *, csv: bool = False
+) -> int:
+    """Write the Arrow tables (one schema) one after the other to `path`: a Parquet file, or
+    with `csv` a CSV file with a header row (values in full precision; "-": standard output).
+    A file is written atomically (a temporary file renamed at the end: an error leaves no file,
+    and an earlier file intact). Returns the number of rows; DataError(`empty`) when there are
+    none."""
+    import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
 
+    to_stdout = csv and str(path) == "-"
     path = Path(path)
     tmp = path.with_name(f".{path.name}.partial")
-    rows = 0
-    writer = None
+    rows, writer = 0, None
     try:
         for table in tables:
-            if writer is None:
-                writer = pq.ParquetWriter(
-                    tmp, table.schema, use_dictionary=dictionary_columns(table.schema)
-                )
-            writer.write_table(table)
+            if writer is None and csv:
+                writer = sys.stdout.buffer if to_stdout else open(tmp, "wb")  # noqa: SIM115
+                writer.write((",".join(map(csv_cell, table.column_names)) + "\n").encode())
+            elif writer is None:
+                options = {"use_dictionary": dictionary_columns(table.schema)}
+                writer = pq.ParquetWriter(tmp, table.schema, **options)
+            if csv:
+                buf = io.BytesIO()
+                pcsv.write_csv(table, buf, pcsv.WriteOptions(include_header=False))
+                writer.write(buf.getbuffer())
+            else:
+                writer.write_table(table)
             rows += table.num_rows
         if writer is None:
             raise DataError(empty)
-        writer.close()
-        writer = None
-        os.replace(tmp, path)
-    finally:
-        if writer is not None:
+        if to_stdout:
+            writer.flush()
+        else:
             writer.close()
-        if tmp.exists():
+            os.replace(tmp, path)
+        writer = None
+    finally:
+        if writer is not None and not to_stdout:
+            writer.close()
+        if not to_stdout and tmp.exists():
             tmp.unlink()
     return rows

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..data import is_parquet, require_pyarrow
 from ..errors import DataError
-from ..io import atomic_write, dictionary_columns
+from ..io import atomic_write, csv_cell, dictionary_columns
 
 __all__ = ["table_bytes", "write_table"]
 
@@ -31,15 +31,9 @@ def table_bytes(table: Mapping[str, np.ndarray], parquet: bool = False) -> bytes
         pq.write_table(arrow, buf, use_dictionary=dictionary_columns(arrow.schema))
         return buf.getvalue()
     columns = [np.asarray(v).tolist() for v in table.values()]  # floats print in full (repr)
-    lines = [",".join(_csv_cell(name) for name in table)]
+    lines = [",".join(csv_cell(name) for name in table)]
     lines += [",".join(map(repr, row)) for row in zip(*columns, strict=True)]
     return ("\n".join(lines) + "\n").encode()
-
-
-def _csv_cell(text: str) -> str:
-    if any(c in text for c in ',"\n\r') or text != text.strip():
-        return '"' + text.replace('"', '""') + '"'
-    return text
 
 
 def write_table(path: str | os.PathLike[str], table: Mapping[str, np.ndarray]) -> Path:
