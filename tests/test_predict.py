@@ -46,6 +46,15 @@ def test_temperature_one_frequencies_match_exact_responsibilities(seed_fit):
     assert np.sum(((freq - p1) / np.maximum(se, 1e-9)) ** 2) < 150
 
 
+def test_probabilities_sum_to_one_for_rows_far_away(seed_fit):
+    """At 1e100 the components' log densities (~ -1e200) differ by less than their rounding:
+    both probabilities were 1."""
+    far = [1e6, -1e6, 1e100, -1e140]
+    probs = bm.predict_proba(seed_fit, far)
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-15)
+    assert np.isfinite(bm.log_density(seed_fit, far)).all()
+
+
 def test_draws_are_reproducible_for_a_seed(seed_fit):
     x = np.linspace(5.5, 6.0, 50)
     a = bm.predict(seed_fit, x, temperature=1, seed=7)

@@ -72,7 +72,8 @@ def assign_from_logits(
     temperature: float | jnp.ndarray = 0.0,
     first_row: int | jnp.ndarray = 0,
 ) -> jnp.ndarray:
-    """`assign` given the log responsibilities (N, K). Row n's draw is the inverse CDF at a
+    """`assign` given the log responsibilities (N, K), or any logits differing from them by a
+    constant per row (log w_k + log p(x_n | k)). Row n's draw is the inverse CDF at a
     uniform hashed (Threefry) from the key and the row's 64-bit number `first_row + n`, so it
     depends on its number alone: a table drawn whole, in chunks (each with its `first_row`, an
     int or `row_number`'s pair) or padded gives the same draws. A branch, not a select: at

@@ -11,7 +11,6 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import logsumexp
 
 from ._jit import sized_jit
 from .data import as_data
@@ -28,10 +27,13 @@ def membership(params, x, seed, temperature, first_row):
     x's first row in its table, `row_number`'s pair)."""
     key = jax.random.key(seed)  # made here, not on the host: a third of a 1-row call's cost
     lw = log_weighted(params, x)
-    log_density = logsumexp(lw, axis=-1)
-    logits = lw - log_density[:, None]
-    labels = assign_from_logits(key, logits, temperature, first_row)
-    return labels, jnp.exp(logits), log_density
+    top = jnp.max(lw, axis=-1, keepdims=True)
+    p = jnp.exp(lw - top)
+    total = jnp.sum(p, axis=-1, keepdims=True)
+    # Divided by their sum, the probabilities sum to one even where log p(x_n) is so large
+    # (a row ~1e100 away) that exp(lw - logsumexp(lw)) gave 1 for every component.
+    labels = assign_from_logits(key, lw, temperature, first_row)  # normalized there
+    return labels, p / total, (top + jnp.log(total))[:, 0]
 
 
 # A classifier is compiled once and called many times: the optimized build pays off from
