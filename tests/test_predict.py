@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -53,6 +54,11 @@ def test_probabilities_sum_to_one_for_rows_far_away(seed_fit):
     probs = bm.predict_proba(seed_fit, far)
     np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-15)
     assert np.isfinite(bm.log_density(seed_fit, far)).all()
+    # The responsibilities that the local guide, relabeling and posterior membership use.
+    from bayesmix.enumerate import log_responsibilities
+
+    lr = log_responsibilities(seed_fit.params, jnp.asarray(far)[:, None])
+    np.testing.assert_allclose(np.exp(lr).sum(1), 1.0, rtol=1e-15)
 
 
 def test_draws_are_reproducible_for_a_seed(seed_fit):

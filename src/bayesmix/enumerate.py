@@ -44,9 +44,12 @@ def log_joint(params: Params, x: jnp.ndarray, priors: Priors) -> jnp.ndarray:
 
 
 def log_responsibilities(params: Params, x: jnp.ndarray) -> jnp.ndarray:
-    """log p(z_n = k | x_n, globals), normalised over k: (N, D) -> (N, K)."""
+    """log p(z_n = k | x_n, globals), normalised over k: (N, D) -> (N, K). The row's maximum
+    is taken off first: lw - logsumexp(lw) lost the normalizer to rounding where log p(x_n)
+    is huge (a row 1e100 away: every component's probability was 1)."""
     lw = log_weighted(params, x)
-    return lw - logsumexp(lw, axis=-1, keepdims=True)
+    shifted = lw - jax.lax.stop_gradient(jnp.max(lw, axis=-1, keepdims=True))
+    return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=-1, keepdims=True))
 
 
 def assign(
