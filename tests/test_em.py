@@ -187,6 +187,17 @@ def test_float32_fit_agrees_with_float64():
     )
 
 
+def test_float32_fit_far_from_zero_agrees_with_float64():
+    """Data near 1e6 in float32 (spacing 0.0625): the locs within the data's rounding of the
+    float64 fit (5e-4 here); the centre's own rounding once shifted them by 5e-3."""
+    rng = np.random.default_rng(1)
+    x = (np.where(rng.random(20_000) < 0.3, 1e6 + 6.0, 1e6) + rng.normal(size=20_000))[:, None]
+    f32 = fit_em(x, 2, priors="auto", dtype="float32", seed=0)
+    f64 = fit_em(x, 2, priors="auto", dtype="float64", seed=0)
+    locs = [np.sort(f.params.locs[:, 0]) for f in (f32, f64)]
+    np.testing.assert_allclose(*locs, rtol=0, atol=1.5e-3)
+
+
 def test_auto_priors_use_the_from_data_rule():
     x = _blobs(50)
     p = priors_from_moments(x.mean(0), x.std(0))

@@ -116,10 +116,12 @@ def _final_gradient_norm(model, params, st, c, priors):
     return jnp.sqrt(sum(jnp.sum(leaf**2) for leaf in jax.tree.leaves(g)))
 
 
-def _centre(params: Params) -> jnp.ndarray:
-    """The weighted mean of the locs (D,): the centre of the second moments this iteration."""
+def _centre(params: Params, dtype) -> jnp.ndarray:
+    """The weighted mean of the locs (D,), the centre of the moments this iteration, rounded
+    to the data's dtype: the E-step's x - c and the M-step's c + mean(x - c) then use one c
+    (float32 data near 1e6: c's rounding, up to 0.03, shifted every loc by as much)."""
     w = params.weights
-    return (w @ params.locs) / jnp.sum(w)
+    return ((w @ params.locs) / jnp.sum(w)).astype(dtype).astype(params.locs.dtype)
 
 
 @serializable
@@ -165,7 +167,7 @@ def _device_segment(params, pieces, priors, prev, it, steps, tol_rows, *, model,
     acc = accumulator_dtype()
 
     def iterate(params, prev, i):
-        c = _centre(params)
+        c = _centre(params, pieces[0].dtype)
         parts = [stats(params, x, x.shape[0], c, moment=moment, block=block) for x in pieces]
         st = jax.tree.map(lambda *v: sum(v[1:], v[0]), *parts)
         return (c, st) + _tail(model, priors, params, st, c, prev, it + i, tol_rows)
@@ -488,7 +490,7 @@ def fit_em(
             work = n * d * model.k * RUNS
             return _device_segment(p, pieces, priors, prev, it, steps, tol_rows, work=work,
                                    model=model, moment=moment, block=block)  # fmt: skip
-        c = _centre(p)
+        c = _centre(p, dt)
         st = e_step(p, np.asarray(c))
         return _host_tail(p, st, c, priors, prev, it, tol_rows, model=model)
 
