@@ -26,6 +26,7 @@ def test_public_names():
             "Mixture",
             "Params",
             "Posterior",
+            "PriorWarning",
             "Priors",
             "SpecError",
             "as_data",

@@ -279,3 +279,13 @@ def test_console_script_exits_with_the_commands_status(tmp_path):
     fit = run("fit", str(data), "--k", "2", "--no-posterior", "--no-figures", "--save", str(model))
     assert fit.returncode == 0, fit.stderr
     assert "MAP" in fit.stdout and bm.load(model).posterior is None
+
+
+def test_priors_that_miss_the_data_are_warned_of_in_one_line(tmp_path):
+    data = tmp_path / "far.csv"
+    data.write_text("x\n" + "\n".join(str(1e6 + v) for v in (0, 1, 10, 11, 12)) + "\n")
+    args = ["fit", str(data), "--k", "2", "--priors", "seed", "--no-posterior", "--no-figures"]
+    result = CliRunner().invoke(main, args)  # (its local guide then diverges: exit code 1)
+    lines = [line for line in result.output.splitlines() if "far outside the priors" in line]
+    assert len(lines) == 1 and lines[0].startswith("Warning: column 0 of the data")
+    assert "PriorWarning" not in result.output  # not Python's warning format

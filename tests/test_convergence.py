@@ -45,6 +45,13 @@ def test_too_few_draws_or_chains_give_nan():
     assert np.isnan(convergence.rhat(np.random.default_rng(1).normal(size=(1, 100))))
 
 
+def test_chains_stuck_at_their_own_values_have_infinite_rhat():
+    """As ArviZ: no variance within the chains, some between them: R-hat inf (no warning)."""
+    stuck = np.repeat(np.arange(4.0)[:, None], 20, axis=1)
+    assert convergence.rhat(stuck) == np.inf
+    assert convergence.ess_bulk(stuck) == pytest.approx(20 / 3)
+
+
 def test_normal_quantiles_are_scipys():
     rng = np.random.default_rng(0)
     p = np.concatenate(

@@ -246,8 +246,25 @@ def test_iterations_in_one_program_are_the_iterations_one_by_one(monkeypatch):
 
 def test_non_finite_objective_is_reported_with_its_iteration():
     x = np.random.default_rng(0).normal(size=(200, 1)) * 1e19  # squares overflow float32
-    with pytest.raises(bm.FitError, match="non-finite at iteration 2; rescale the data"):
+    with (
+        pytest.warns(bm.PriorWarning, match="sd 9.61e"),  # far beyond Normal(0, 10) locs
+        pytest.raises(bm.FitError, match="non-finite at iteration 2; rescale the data"),
+    ):
         fit_em(x, 2, dtype="float32", progress=False)
+
+
+def test_data_far_outside_the_priors_are_warned_of():
+    """The tutorial's priors on data near 1e6 (locs ~ Normal(0, 10) pins them near 0) or with
+    a spread of 1e-5 (scale ~ LogNormal(0, 2) keeps it above ~3e-4): a PriorWarning; the
+    seed data and priors from the data: none."""
+    rng = np.random.default_rng(0)
+    for x in (1e6 + rng.normal(size=(50, 1)), 1e-5 * rng.normal(size=(50, 1))):
+        with pytest.warns(bm.PriorWarning, match="column 0 of the data"):
+            fit_em(x, 2, max_iter=2)
+        with pytest.warns(bm.PriorWarning, match="Priors.from_data"):
+            bm.fit_map(x, 2, steps=2, n_init=1)
+        fit_em(x, 2, max_iter=2, priors="auto")  # no warning (they are errors in the tests)
+    fit_em(bm.SEED_DATA, 2, max_iter=2)
 
 
 def test_start_from_given_parameters():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from .errors import BayesmixError
+from .errors import BayesmixError, PriorWarning
 
 #: From this many rows on, `fit` and `demo` warn that NUTS may take long (see --no-posterior).
 LARGE_NUTS_ROWS = 100_000
@@ -132,14 +132,28 @@ _MODEL_OPTIONS = (
 
 
 def _clean_errors(fn: Callable) -> Callable:
-    """Turn bayesmix's own errors into `Error: ...` and exit code 1, without a traceback."""
+    """Turn bayesmix's own errors into `Error: ...` and exit code 1, without a traceback, and
+    its warnings (PriorWarning) into `Warning: ...` lines on standard error."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except BayesmixError as exc:
-            raise click.ClickException(str(exc)) from None
+        import warnings
+
+        shown = warnings.showwarning
+
+        def show(message, category, *rest, **kw):
+            if issubclass(category, PriorWarning):
+                click.echo(f"Warning: {message}", err=True)
+            else:
+                shown(message, category, *rest, **kw)
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("default", PriorWarning)  # shown once, as a line of text
+            warnings.showwarning = show
+            try:
+                return fn(*args, **kwargs)
+            except BayesmixError as exc:
+                raise click.ClickException(str(exc)) from None
 
     return wrapper
 

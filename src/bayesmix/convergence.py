@@ -149,8 +149,10 @@ def rhat(draws: np.ndarray) -> float:
 
 
 def _rhat(a: np.ndarray) -> float:
-    """Split R-hat of (chains, draws), no rank normalization."""
+    """Split R-hat of (chains, draws), no rank normalization: inf where every chain is stuck
+    at its own value (no variance within, some between)."""
     n = a.shape[1]
     between = n * np.var(a.mean(axis=1), ddof=1)
     within = np.mean(np.var(a, axis=1, ddof=1))
-    return float(np.sqrt((between / within + n - 1) / n))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.sqrt((between / within + n - 1) / n))

@@ -5,7 +5,7 @@ Messages name the offending value (file, row, column, option) and say what to do
 
 from __future__ import annotations
 
-__all__ = ["BayesmixError", "DataError", "SpecError", "FitError"]
+__all__ = ["BayesmixError", "DataError", "FitError", "PriorWarning", "SpecError"]
 
 
 class BayesmixError(Exception):
@@ -22,3 +22,7 @@ class SpecError(BayesmixError, ValueError):
 
 class FitError(BayesmixError, RuntimeError):
     """Inference ran but produced an unusable result (non-finite loss, ...)."""
+
+
+class PriorWarning(UserWarning):
+    """The data lie far outside the priors, which then decide the fit instead of the data."""

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ..data import as_data
-from ..errors import SpecError
+from ..errors import PriorWarning, SpecError
 from ..model import Mixture, Priors, check_k, check_priors
 from .init import INITS
 
-__all__ = ["check_init", "problem", "whole"]
+__all__ = ["check_init", "problem", "warn_if_priors_miss", "whole"]
 
 
 def problem(
@@ -18,7 +20,33 @@ def problem(
     """(validated data x (N, D), the model spec, checked priors), or a clear error."""
     x = as_data(data)
     model = Mixture(check_k(k, x.shape[0]), covariance, family, df)
-    return x, model, check_priors(priors, x.shape[1])
+    priors = check_priors(priors, x.shape[1])
+    warn_if_priors_miss(x.mean(axis=0), x.std(axis=0), priors)
+    return x, model, priors
+
+
+def warn_if_priors_miss(mean: np.ndarray, sd: np.ndarray, priors: Priors) -> None:
+    """PriorWarning where the priors cannot cover a column of the data (mean, sd: (D,)): the
+    span mean +- sd reaches beyond 5 prior sds of the locs' prior mean, or sd (a bound on
+    every component's scale) lies below the scale prior's range (4 prior sds under its median
+    on the log scale). There the priors, not the data, decide the fit: the tutorial's
+    Normal(0, 10) locs prior pins the locs of data near 1e6 at ~0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        loc_z = (np.abs(mean - priors.locs_loc) + sd) / priors.locs_scale
+        scale_z = (priors.scale_loc - np.log(sd)) / priors.scale_scale
+    bad = np.flatnonzero((loc_z > 5) | (scale_z > 4))
+    if bad.size:
+        j = int(bad[0])
+        at = lambda v: float(np.broadcast_to(v, mean.shape)[j])  # noqa: E731
+        warnings.warn(
+            f"column {j} of the data (mean {mean[j]:.3g}, sd {sd[j]:.3g}) lies far outside the "
+            f"priors (locs ~ Normal({at(priors.locs_loc):.3g}, {at(priors.locs_scale):.3g}), "
+            f"scale ~ LogNormal({at(priors.scale_loc):.3g}, {at(priors.scale_scale):.3g})): "
+            "they, not the data, will decide the fit. Use priors=bm.Priors.from_data(x) "
+            "(priors='auto' in fit_em) or priors that cover the data",
+            PriorWarning,
+            stacklevel=1,  # one location: shown once, however many fitters check the data
+        )
 
 
 def whole(name: str, value: object, low: int = 1) -> int:
