@@ -172,11 +172,10 @@ class sized_jit:  # noqa: N801 (used like jax.jit)
             except Exception:  # noqa: BLE001 - the cache must never break a computation
                 self._loaded[signature] = None
         loaded = self._loaded[signature]
-        return (
-            (plain, args, static, True)
-            if loaded is None
-            else (loaded[0], tuple(flat), {}, loaded[1])
-        )
+        if loaded is None:
+            return plain, args, static, True
+        call, lapack = loaded
+        return call, tuple(flat), {}, lapack
 
     def _load_or_export(
         self, signature: tuple, keys: list, flat: list, static: dict

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import sys
 from collections.abc import Callable
@@ -675,13 +676,7 @@ def predict_command(
             f"{saved.columns}"
         )
     hint = "; --columns a,b picks the file's columns for the model's"
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:  # CSV in memory
-        streamed = False
-    else:
-        streamed = True
-    if streamed:
+    if importlib.util.find_spec("pyarrow") is not None:  # else CSV in memory
         # Chunk by chunk (read, classify, write), so the data may exceed the memory.
         table_columns(data, names, hint)  # the header's checks, in the words of this command
         rows = _predict_chunks(saved.fit, data, out, names, proba, int(temperature), seed)
