@@ -128,6 +128,8 @@ def test_bad_requests_are_refused_with_the_fix(fits):
         bm.sample_nuts(x, 2, chains=100_000, draws=100_000)
     with pytest.raises(bm.SpecError, match="restarts must be"):
         map_restarts(x, 2, restarts=0)
+    with pytest.raises(bm.SpecError, match="chains must be a whole number >= 1, got 0"):
+        bm.sample_multistart(x, 2, chains=0)
     one = fits[0].params
     with pytest.raises(bm.SpecError, match="init_params must be a bayesmix Params"):
         bm.sample_nuts(x, 2, init_params={"locs": one.locs})

@@ -70,6 +70,11 @@ def test_draws_are_reproducible_for_a_seed(seed_fit):
     assert np.array_equal(a[:9], bm.predict(seed_fit, x[:9], temperature=1, seed=7))
 
 
+def test_no_rows_ask_for_one(seed_fit):
+    with pytest.raises(bm.DataError, match="empty; give at least one row of numbers"):
+        bm.predict(seed_fit, [])
+
+
 @pytest.mark.parametrize("n", [1, 7, 8, 9, 1000])
 def test_any_batch_size(seed_fit, n):
     x = np.linspace(-3, 15, n)

@@ -91,7 +91,8 @@ def as_data(
     n, d = arr.shape
     names = list(columns) if columns is not None else [f"column {j}" for j in range(d)]
     if n == 0 or d == 0:
-        raise DataError(f"{source} is empty; give at least two rows of numbers")
+        need = "two rows" if for_fit else "one row"
+        raise DataError(f"{source} is empty; give at least {need} of numbers")
     if dim is not None and d != dim:
         raise DataError(f"{source} has {d} columns but the model was fitted on {dim}")
     if for_fit and n < 2:

@@ -230,6 +230,8 @@ def random_permutation(post: Posterior, seed: int = 0) -> Posterior:
     label-symmetric functionals (E[locs[0]], the predictive of 'component 0', ...). Sampler
     statistics and diagnostics are kept."""
     _check_draws(post)
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise SpecError(f"seed must be a whole number >= 0, got {seed!r}")
     shape = post.params.locs.shape[:2] + (post.model.k,)
     perms = np.argsort(np.random.default_rng(seed).random(shape), axis=-1)
     return Posterior(

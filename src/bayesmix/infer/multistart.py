@@ -19,6 +19,7 @@ from ..model import Params, Priors
 from ..result import MAPResult, Posterior
 from .map import fit_map
 from .nuts import sample_nuts
+from .problem import whole
 
 __all__ = ["map_restarts", "sample_multistart", "starts_from_fits"]
 
@@ -95,6 +96,7 @@ def sample_multistart(
     say so with each chain's mean.
     """
     x = as_data(data)
+    whole("chains", chains)
     model = dict(covariance=covariance, family=family, df=df, priors=priors)
     if fits is None:
         fits = map_restarts(
