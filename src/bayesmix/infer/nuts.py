@@ -58,24 +58,39 @@ def _start(x, priors, chain, u_given, *, model, init):
     from the unit metric, whose first windows ran ~30 leapfrog steps per step at N = 10,000,
     where the posterior's scales are 0.005-0.02; this one scales each coordinate from the
     first step (warm-up 30% shorter there). Above CURVATURE_MAX_P parameters the passes would
-    cost a noticeable part of the warm-up: the unit metric."""
+    cost a noticeable part of the warm-up: the unit metric. Difference steps and bounds are
+    taken in the chains' units (`unit_scales`), so that they do not depend on the data's."""
     if u_given is None:
         k_init = jax.random.split(_chain_key(chain), 3)[0]
         u_given = model.to_unconstrained(model.params_from_init(INITS[init](k_init, x, model.k)))
     flat, unravel = jax.flatten_util.ravel_pytree(u_given)
     value_and_grad = jax.value_and_grad(lambda f: log_density_u(unravel(f), model, x, priors))
     value, grad = value_and_grad(flat)
+    units = unit_scales(u_given, x)  # steps and bounds in the chains' units
     if flat.size > CURVATURE_MAX_P:
-        return u_given, value.astype(flat.dtype), unravel(grad), jnp.ones_like(flat)
-    h = 1e-5 * (1 + jnp.abs(flat))
+        return u_given, value.astype(flat.dtype), unravel(grad), units**2
+    h = 1e-5 * (units + jnp.abs(flat))
     # One pass at a time: memory stays that of one gradient whatever the number of parameters.
     curvature = jax.lax.map(
         lambda i: (value_and_grad(flat.at[i].add(h[i]))[1][i] - grad[i]) / h[i],
         jnp.arange(flat.size),
     )
-    inverse = 1 / jnp.clip(jnp.abs(curvature), 1e-8, 1e8)  # flat or wild: bounded
-    inverse = jnp.where(jnp.isfinite(inverse), inverse, 1.0)
+    inverse = 1 / jnp.clip(jnp.abs(curvature) * units**2, 1e-8, 1e8)  # flat or wild: bounded
+    inverse = jnp.where(jnp.isfinite(inverse), inverse, 1.0) * units**2
     return u_given, value.astype(flat.dtype), unravel(grad), inverse.astype(flat.dtype)
+
+
+def unit_scales(u: Params, x: jnp.ndarray) -> jnp.ndarray:
+    """The chains' units (P,), per coordinate of the flat unconstrained position: each
+    column's sd of the data x (N, D) for the locs, 1 for the rest (logs and logits carry no
+    unit). Stan's warm-up pulls the metric toward 1e-3 in the units it samples in: in the
+    data's units, data of sd 1e-6 left the locs' metric 1e10 times their posterior variance
+    (every draw at tree depth 10, the chains unmoving) and data of sd 1e-3 cost 13x the
+    leapfrogs of sd 1."""
+    sd = jnp.std(x, axis=0)
+    sd = jnp.where(sd > 0, sd, 1.0).astype(u.locs.dtype)
+    units = jax.tree.map(jnp.ones_like, u)._replace(locs=jnp.broadcast_to(sd, u.locs.shape))
+    return jax.flatten_util.ravel_pytree(units)[0]
 
 
 @partial(sized_jit, static_argnames=("model", "warmup", "draws", "target_accept", "dense_mass"))
@@ -96,12 +111,15 @@ def _nuts_chain(x, priors, chain, start, *, model, warmup, draws, target_accept,
     u, value, grad, inverse_mass = start
     # The chain moves a flat vector: per-leaf operations on a Params position were repeated
     # per leaf in the program (the momentum's normal draw, compiled four times on the seed).
-    position, unravel = jax.flatten_util.ravel_pytree(u)
-    state = HMCState(position, value, jax.flatten_util.ravel_pytree(grad)[0])
+    flat, unravel = jax.flatten_util.ravel_pytree(u)
+    # ... in data-free units: z = u / units (`unit_scales`).
+    units = unit_scales(u, x)
+    state = HMCState(flat / units, value, jax.flatten_util.ravel_pytree(grad)[0] * units)
+    inverse_mass = inverse_mass / units**2
 
     @jax.jit  # traced once for its several call sites (the integrator's)
-    def logdensity(flat):
-        return log_density_u(unravel(flat), model, x, priors)
+    def logdensity(z):
+        return log_density_u(unravel(z * units), model, x, priors)
 
     kernel = blackjax.nuts.build_kernel()
     mm_init, mm_update, mm_final = mass_matrix_adaptation(not dense_mass)
@@ -138,7 +156,7 @@ def _nuts_chain(x, priors, chain, start, *, model, warmup, draws, target_accept,
         step_size = jnp.where(last, jnp.exp(da.log_step_size_avg), step_size)
         inverse_mass = jnp.where(warming, mm.inverse_mass_matrix, inverse_mass)
         stats = (info.is_divergent, info.acceptance_rate, info.num_integration_steps)
-        out = (model.from_unconstrained(unravel(state.position)), stats, info.energy)
+        out = (model.from_unconstrained(unravel(state.position * units)), stats, info.energy)
         # Only the draws are kept (a warm-up step writes slot 0, which the first draw takes).
         kept = jax.tree.map(
             lambda b, v: jax.lax.dynamic_update_index_in_dim(b, v.astype(b.dtype), slot, 0),
