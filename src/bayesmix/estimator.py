@@ -37,7 +37,10 @@ class BayesianMixture(DensityMixin, BaseEstimator):
     n_init : initializations scored; the best is optimized
     init : "kmeans++", "kmeans" (k-means++ and Lloyd iterations: better starts for clean
         clusters, but Lloyd's means chase gross outliers) or "seed"
-    method : "auto" (EM from 10,000 rows on, else Adam), "em", "adam" or "lbfgs"
+    method : "em" (the default: closed-form M-steps, whatever the data's units), "adam",
+        "lbfgs" or "auto" (EM from 10,000 rows on, else Adam). Adam's steps are ~learning_rate
+        in the data's units: on data of sd 1e-6 or 1e6 the default learning rate misses the MAP
+        (measured: locs 6e4 sds off at 1e-6)
     max_iter : EM iterations at most, or optimizer steps
     learning_rate : initial Adam learning rate, decayed to learning_rate / 100
     random_state : int, RandomState or None
@@ -60,7 +63,7 @@ class BayesianMixture(DensityMixin, BaseEstimator):
         priors: str | Priors = "auto",
         n_init: int = 10,
         init: str = "kmeans++",
-        method: str = "auto",
+        method: str = "em",
         max_iter: int = 500,
         learning_rate: float = 0.05,
         random_state=None,
