@@ -88,12 +88,11 @@ def assign_from_logits(
         rows = low + jnp.arange(logits.shape[0], dtype=jnp.uint32)  # wraps at 2**32: carried
         rows = jnp.concatenate([high + (rows < low).astype(jnp.uint32), rows])
         bits = threefry_2x32(jax.random.bits(key, (2,), jnp.uint32), rows).reshape(2, -1)
-        if logits.dtype == jnp.float64:  # 53 random bits
-            u = (bits[0] >> 11).astype(logits.dtype) * 2.0**-21 + bits[1].astype(
-                logits.dtype
-            ) * 2.0**-53
+        real = logits.dtype
+        if real == jnp.float64:  # 53 random bits
+            u = (bits[0] >> 11).astype(real) * 2.0**-21 + bits[1].astype(real) * 2.0**-53
         else:  # 24
-            u = (bits[0] >> 8).astype(logits.dtype) * 2.0**-24
+            u = (bits[0] >> 8).astype(real) * 2.0**-24
         # Scaled after the maximum is taken off: the top component's term is exactly exp(0)
         # (max(logits / t), recomputed by XLA, may differ from its own term by far more than
         # the logits' spread at a tiny t: a cdf of zeros).
