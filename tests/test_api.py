@@ -21,6 +21,7 @@ def test_public_names():
             "DataError",
             "FitError",
             "FitInterrupted",
+            "FitWarning",
             "LocalPosterior",
             "MAPResult",
             "Mixture",

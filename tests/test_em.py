@@ -261,7 +261,8 @@ def test_data_far_outside_the_priors_are_warned_of():
     for x in (1e6 + rng.normal(size=(50, 1)), 1e-5 * rng.normal(size=(50, 1))):
         with pytest.warns(bm.PriorWarning, match="column 0 of the data"):
             fit_em(x, 2, max_iter=2)
-        with pytest.warns(bm.PriorWarning, match="Priors.from_data"):
+        with pytest.warns(bm.PriorWarning, match="Priors.from_data"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", bm.FitWarning)  # tested in test_map
             bm.fit_map(x, 2, steps=2, n_init=1)
         fit_em(x, 2, max_iter=2, priors="auto")  # no warning (they are errors in the tests)
     fit_em(bm.SEED_DATA, 2, max_iter=2)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from .errors import BayesmixError, PriorWarning
+from .errors import BayesmixError, BayesmixWarning
 
 #: From this many rows on, `fit` and `demo` warn that NUTS may take long (see --no-posterior).
 LARGE_NUTS_ROWS = 100_000
@@ -134,7 +134,7 @@ _MODEL_OPTIONS = (
 
 def _clean_errors(fn: Callable) -> Callable:
     """Turn bayesmix's own errors into `Error: ...` and exit code 1, without a traceback, and
-    its warnings (PriorWarning) into `Warning: ...` lines on standard error."""
+    its warnings (BayesmixWarning) into `Warning: ...` lines on standard error."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -143,13 +143,13 @@ def _clean_errors(fn: Callable) -> Callable:
         shown = warnings.showwarning
 
         def show(message, category, *rest, **kw):
-            if issubclass(category, PriorWarning):
+            if issubclass(category, BayesmixWarning):
                 click.echo(f"Warning: {message}", err=True)
             else:
                 shown(message, category, *rest, **kw)
 
         with warnings.catch_warnings():
-            warnings.simplefilter("default", PriorWarning)  # shown once, as a line of text
+            warnings.simplefilter("default", BayesmixWarning)  # once, as a line of text
             warnings.showwarning = show
             try:
                 return fn(*args, **kwargs)

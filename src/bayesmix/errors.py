@@ -5,7 +5,15 @@ Messages name the offending value (file, row, column, option) and say what to do
 
 from __future__ import annotations
 
-__all__ = ["BayesmixError", "DataError", "FitError", "PriorWarning", "SpecError"]
+__all__ = [
+    "BayesmixError",
+    "BayesmixWarning",
+    "DataError",
+    "FitError",
+    "FitWarning",
+    "PriorWarning",
+    "SpecError",
+]
 
 
 class BayesmixError(Exception):
@@ -24,5 +32,13 @@ class FitError(BayesmixError, RuntimeError):
     """Inference ran but produced an unusable result (non-finite loss, ...)."""
 
 
-class PriorWarning(UserWarning):
+class BayesmixWarning(UserWarning):
+    """Base class of bayesmix's own warnings; the CLI prints these as one line of text."""
+
+
+class PriorWarning(BayesmixWarning):
     """The data lie far outside the priors, which then decide the fit instead of the data."""
+
+
+class FitWarning(BayesmixWarning):
+    """The fit's settings do not suit the data (e.g. Adam's step size against its spread)."""

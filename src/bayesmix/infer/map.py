@@ -10,6 +10,7 @@ constrained-space log joint, so the optimum is the MAP of the globals.
 
 from __future__ import annotations
 
+import warnings
 from functools import partial
 from typing import NamedTuple
 
@@ -19,7 +20,7 @@ import numpy as np
 
 from .._jit import serializable, sized_jit
 from ..enumerate import log_likelihood
-from ..errors import FitError, SpecError
+from ..errors import FitError, FitWarning, SpecError
 from ..model import Mixture, Params, Priors
 from ..result import MAPResult
 from . import fisher
@@ -43,6 +44,25 @@ def neg_log_joint_u(u: Params, model: Mixture, x: jnp.ndarray, priors: Priors) -
     """The MAP loss of unconstrained globals u: -log p(globals, x) (gradient by Fisher's
     identity, `fisher.log_joint`)."""
     return -fisher.log_joint(model, model.from_unconstrained(u), x, priors)
+
+
+def _check_step_size(x: np.ndarray, learning_rate: float) -> None:
+    """FitWarning where Adam's steps (~learning_rate, in the data's units) do not suit a
+    column's spread: above its sd Adam jitters across the clusters (data of sd 1e-6: a loc
+    6e4 sds off), under a thousandth of it the locs barely move from their start (sd 1e6:
+    off by 0.5 sd, though the gradient had vanished)."""
+    sd = x.std(axis=0)
+    bad = np.flatnonzero((sd < learning_rate) | (sd > 1000 * learning_rate))
+    if bad.size:
+        j = int(bad[0])
+        warnings.warn(
+            f"Adam moves ~learning_rate = {learning_rate:g} per step in the data's units, and "
+            f"column {j} has sd {sd[j]:.3g}: the fit may miss the MAP. Use bm.fit_em "
+            "(closed-form steps, whatever the units), rescale the data to sd ~1, or set "
+            f"learning_rate near {sd[j] / 30:.3g}",
+            FitWarning,
+            stacklevel=3,
+        )
 
 
 def _norms(g: Params) -> Params:
@@ -136,6 +156,8 @@ def fit_map(
     steps, *opt = check_optimizer(steps, learning_rate, betas, final_learning_rate)
     if optimizer not in ("adam", "lbfgs"):
         raise SpecError(f"unknown optimizer {optimizer!r}; choose 'adam' or 'lbfgs'")
+    if optimizer == "adam":
+        _check_step_size(x, learning_rate)
 
     out = _map_program(
         x,
