@@ -55,7 +55,7 @@ from .estep import (
 from .init import INITS
 from .map import neg_log_joint_u
 from .mstep import expected_log_joint, update
-from .problem import check_init, warn_if_priors_miss, whole
+from .problem import check_init, column_moments, warn_if_priors_miss, whole
 
 __all__ = ["FitInterrupted", "LARGE", "fit_em", "priors_from_moments", "resolve_dtype"]
 
@@ -465,10 +465,7 @@ def fit_em(
             raise SpecError(f"priors must be a Priors or 'auto', got {priors!r}")
         priors = Priors.from_data(x) if scan is None else priors_from_moments(scan.mean, scan.sd)
     priors = check_priors(priors, d)
-    if scan is None:
-        warn_if_priors_miss(x.mean(axis=0), x.std(axis=0), priors)
-    else:
-        warn_if_priors_miss(scan.mean, scan.sd, priors)
+    warn_if_priors_miss(*(column_moments(x) if scan is None else (scan.mean, scan.sd)), priors)
     whole("init_sample", init_sample, 2)
     dt = resolve_dtype(dtype, n * d)
     idx = sample_indices(n, max(init_sample, model.k), seed)

@@ -26,7 +26,7 @@ from ..result import MAPResult
 from . import fisher
 from .init import INITS
 from .optim import adam, check_optimizer
-from .problem import check_init, problem, whole
+from .problem import check_init, column_moments, problem, whole
 
 __all__ = ["MAPTrace", "fit_map", "neg_log_joint_u"]
 
@@ -51,7 +51,7 @@ def _check_step_size(x: np.ndarray, learning_rate: float) -> None:
     column's spread: above its sd Adam jitters across the clusters (data of sd 1e-6: a loc
     6e4 sds off), under a thousandth of it the locs barely move from their start (sd 1e6:
     off by 0.5 sd, though the gradient had vanished)."""
-    sd = x.std(axis=0)
+    sd = column_moments(x)[1]
     bad = np.flatnonzero((sd < learning_rate) | (sd > 1000 * learning_rate))
     if bad.size:
         j = int(bad[0])
