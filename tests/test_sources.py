@@ -256,14 +256,18 @@ def test_fit_over_a_file_larger_than_the_memory_budget_stays_within_it(tmp_path)
     assert peak < budget, f"peak memory grew by {peak / 2**20:.1f} MiB"
 
 
-def test_read_parquet_reads_a_file_or_folder_into_memory(data, files):
-    from bayesmix.data import read_parquet
+def test_read_table_reads_a_parquet_file_or_folder_into_memory(data, files, tmp_path):
+    from bayesmix.data import read_table
 
-    x, names = read_parquet(files / "part-0.parquet", column="b")
+    x, names = read_table(files / "part-0.parquet", ["b"])
     assert names == ["b"] and x.shape == (1200, 1)
     np.testing.assert_array_equal(x[:, 0], data[:1200, 1])
-    with pytest.raises(bm.DataError, match="holds string, not numbers"):
-        read_parquet(files)
+    x, _ = read_table(files, ["a", "b"])  # the folder's files in name order, as one table
+    np.testing.assert_array_equal(x, data)
+    with pytest.raises(bm.DataError, match="holds string values, not numbers"):
+        read_table(files)
+    with pytest.raises(bm.DataError, match="holds no .parquet files"):
+        read_table(tmp_path)
 
 
 def test_scan_moments_and_constant_columns_across_chunks():

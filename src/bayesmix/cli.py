@@ -235,13 +235,15 @@ def fit(
     memory_budget: str | None,
     **options,
 ) -> None:
-    """Run the workflow on a CSV file with a header row (or a Parquet file).
+    """Run the workflow on a CSV file with a header row (or a Parquet file, or a folder of
+    Parquet files).
 
     \b
     Example:
         bayesmix fit measurements.csv --k 3 --columns length,width --out results
         bayesmix fit measurements.csv --k 3 --save model.bmx
         bayesmix fit big.parquet --k 5 --no-posterior --save model.bmx   # MAP only
+        bayesmix fit events/ --k 5 --no-posterior   # every events/*.parquet, as one table
         bayesmix fit huge.parquet --k 5 --memory-budget 4G --out results --save model.bmx
     """
     options["priors"] = options["priors"] or "auto"

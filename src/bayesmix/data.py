@@ -23,7 +23,6 @@ __all__ = [
     "csv_columns",
     "is_parquet",
     "read_csv",
-    "read_parquet",
     "read_table",
     "require_pyarrow",
     "table_columns",
@@ -130,7 +129,7 @@ def read_table(
     hint: str = "",
 ) -> tuple[np.ndarray, list[str]]:
     """Read `columns` (default: every column, all numeric) of a CSV file with a header row, or
-    of a Parquet file (`.parquet`, `.pq`; needs pyarrow), into memory.
+    of a Parquet file (`.parquet`, `.pq`; needs pyarrow) or a folder of them, into memory.
 
     Returns (x (N, D) float64, the column names), validated by `as_data` (`for_fit` and `dim`
     as there); other columns of the file are ignored. `hint` ends the message of a missing or
@@ -152,9 +151,8 @@ def table_columns(
     path = Path(path)
     if not path.exists():
         raise DataError(f"file not found: {path}; check the path")
-    if path.is_dir():
-        raise DataError(f"{path} is a folder, not a data file")
-    header, read = _parquet_columns(path, hint) if is_parquet(path) else csv_columns(path, hint)
+    parquet = path.is_dir() or is_parquet(path)
+    header, read = _parquet_columns(path, hint) if parquet else csv_columns(path, hint)
     if len(set(header)) != len(header):
         twice = sorted({h for h in header if header.count(h) > 1})
         raise DataError(f"{path} has duplicate column names {twice}; rename them")
@@ -172,24 +170,6 @@ def read_csv(
     with one column, or every column (all numeric). Empty lines are skipped."""
     hint = "" if column else "; choose a numeric column (read_csv(path, column=...))"
     return read_table(path, None if column is None else [column], for_fit=for_fit, hint=hint)
-
-
-def read_parquet(
-    path: str | os.PathLike[str], column: str | None = None, *, for_fit: bool = True
-) -> tuple[np.ndarray, list[str]]:
-    """Read a Parquet file (or a folder of them) into memory; return (data (N, D), column
-    names), as `read_csv` does. With `column`, only that column; otherwise every column, all of
-    which must be numeric. Needs pyarrow; for files larger than memory, fit them in chunks
-    (`bayesmix.sources`)."""
-    from .sources import open_source
-
-    source = open_source(path, columns=None if column is None else [column])
-    chunks = [chunk.values for chunk in source.chunks()]
-    if not chunks:
-        raise DataError(f"{source.name} holds no rows; give at least two rows of numbers")
-    names = list(source.columns)
-    values = np.concatenate(chunks)
-    return as_data(values, [f"column {n!r}" for n in names], source.name, for_fit=for_fit), names
 
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -216,10 +196,14 @@ Columns = Callable[[list[int]], np.ndarray]  # read(the columns' indices) -> (N,
 
 
 def _parquet_columns(path: Path, hint: str = "") -> tuple[list[str], Columns]:
-    """(header, read) of a Parquet file, as `csv_columns`."""
+    """(header, read) of a Parquet file or a folder of them (its `*.parquet` files, as one
+    table), as `csv_columns`."""
     pa, pq = require_pyarrow()
+    files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+    if not files:
+        raise DataError(f"the folder {path} holds no .parquet files; give a CSV or Parquet file")
     try:
-        header = list(pq.read_schema(path).names)
+        header = list(pq.read_schema(files[0]).names)
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"{path} is not a readable Parquet file: {exc}") from None
 
@@ -238,7 +222,9 @@ def _parquet_columns(path: Path, hint: str = "") -> tuple[list[str], Columns]:
 
     def read(js: list[int]) -> np.ndarray:
         try:
-            table = pq.read_table(path, columns=[header[j] for j in js])
+            table = pa.concat_tables(
+                pq.read_table(f, columns=[header[j] for j in js]) for f in files
+            )
         except (pa.ArrowException, OSError) as exc:
             raise DataError(f"{path} is not a readable Parquet file: {exc}") from None
         return np.column_stack([column(table, j) for j in js])
