@@ -11,7 +11,7 @@ import pytest
 
 import bayesmix as bm
 from bayesmix.enumerate import log_joint
-from bayesmix.infer.em import FitInterrupted, fit_em, priors_from_moments
+from bayesmix.infer.em import FitInterrupted, fit_em
 from bayesmix.infer.estep import Stats, estep
 from bayesmix.infer.mstep import expected_log_joint, log_prior_alive, update
 from bayesmix.model import Mixture, Params, Priors, log_prior
@@ -200,7 +200,7 @@ def test_float32_fit_far_from_zero_agrees_with_float64():
 
 def test_auto_priors_use_the_from_data_rule():
     x = _blobs(50)
-    p = priors_from_moments(x.mean(0), x.std(0))
+    p = bm.Priors.from_moments(x.mean(0), x.std(0))
     q = Priors.from_data(x)
     for a, b in zip(p, q, strict=True):
         np.testing.assert_allclose(a, b)

@@ -122,7 +122,9 @@ def test_bad_requests_are_refused_with_the_fix(fits):
         sample_multistart(x, 2, fits=fits, covariance="spherical")
     with pytest.raises(bm.SpecError, match="draws must be a whole number >= 1"):
         bm.sample_nuts(x, 2, draws=0)
-    with pytest.raises(bm.SpecError, match="seed must be a whole number, got 1.5"):
+    with pytest.raises(
+        bm.SpecError, match="seed must be a whole number from 0 to 2..32 - 1, got 1.5"
+    ):
         bm.sample_nuts(x, 2, seed=1.5)
     with pytest.raises(bm.SpecError, match="GiB to keep; use fewer chains or draws"):
         bm.sample_nuts(x, 2, chains=100_000, draws=100_000)

@@ -187,5 +187,7 @@ def test_bad_requests_name_the_fix(data):
         posterior_diagnostics(empty)
     with pytest.raises(bm.SpecError, match="expected a Posterior"):
         relabel(bm.fit_map(data, 3, n_init=2, steps=5), data)
-    with pytest.raises(bm.SpecError, match="seed must be a whole number >= 0, got -1"):
+    with pytest.raises(
+        bm.SpecError, match="seed must be a whole number from 0 to 2..32 - 1, got -1"
+    ):
         bm.random_permutation(post, seed=-1)

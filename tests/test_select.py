@@ -29,6 +29,16 @@ def test_select_k_ranks_the_true_k_first():
     assert by_k[2]["bic"] == pytest.approx(-2 * by_k[2]["log_likelihood"] + 4 * np.log(120))
 
 
+def test_select_k_fits_by_em_with_priors_on_the_data_scale_by_default():
+    x = _two_clusters(1) * 1e3 + 5e4  # far from the tutorial's priors: "auto" is needed
+    rows = bm.select_k(x, [1, 2, 3])
+    assert rows[0]["k"] == 2
+    explicit = bm.select_k(x, [1, 2, 3], lambda x, k: bm.fit_em(x, k, priors="auto"))
+    assert [r["bic"] for r in rows] == [r["bic"] for r in explicit]
+    with pytest.raises(bm.SpecError, match="K = 9 components but only 8 data points"):
+        bm.select_k(x[:8], [2, 9], lambda x, k: pytest.fail("fitted before K was checked"))
+
+
 def test_pointwise_log_likelihood_and_waic_by_hand():
     x = _two_clusters(1, 10)
     post = bm.sample_nuts(x, 2, chains=2, warmup=200, draws=200, seed=1)

@@ -102,8 +102,9 @@ def _over_points(fn, params: Params, x: np.ndarray, level: float):
     chunk = 1 << (chunk.bit_length() - 1)  # a power of two: few distinct programs
     padded = -(-n // chunk) * chunk
     xp = np.concatenate([x, np.repeat(x[:1], padded - n, axis=0)])
-    q = jnp.asarray([(1 - level) / 2, (1 + level) / 2], xp.dtype)
-    mean, quant = _pointwise(params, jnp.asarray(xp), q, fn=fn, chunk=chunk)
+    dtype = params.locs.dtype  # the draws' (float32 unless JAX's float64 is on)
+    q = jnp.asarray([(1 - level) / 2, (1 + level) / 2], dtype)
+    mean, quant = _pointwise(params, jnp.asarray(xp, dtype), q, fn=fn, chunk=chunk)
     return np.asarray(mean[:n]), np.asarray(quant[0, :n]), np.asarray(quant[1, :n])
 
 
@@ -153,7 +154,10 @@ def coclustering(post: Posterior, data: object) -> np.ndarray:
     padded = -(-s // chunk) * chunk
     mask = np.arange(padded) < s
     idx = np.where(mask, np.arange(padded), 0).reshape(-1, chunk)
-    total = _cocluster_sum(params, jnp.asarray(x), jnp.asarray(idx), jnp.asarray(mask, x.dtype))
+    dtype = params.locs.dtype
+    total = _cocluster_sum(
+        params, jnp.asarray(x, dtype), jnp.asarray(idx), jnp.asarray(mask, dtype)
+    )
     co = np.asarray(total) / s
     np.fill_diagonal(co, 1.0)
     return co

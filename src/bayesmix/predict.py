@@ -16,6 +16,7 @@ from ._jit import sized_jit
 from .data import as_data
 from .enumerate import assign_from_logits, log_weighted, row_number
 from .errors import SpecError
+from .infer.problem import check_seed
 from .result import MAPResult
 
 __all__ = ["log_density", "predict", "predict_proba"]
@@ -49,9 +50,7 @@ def check_draw(temperature: object, seed: object) -> tuple[float, np.uint32]:
         raise SpecError(f"temperature must be a number >= 0, got {temperature!r}") from None
     if not t >= 0 or not np.isfinite(t):
         raise SpecError(f"temperature must be a finite number >= 0, got {temperature!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**32:
-        raise SpecError(f"seed must be a whole number from 0 to 2**32 - 1, got {seed!r}")
-    return t, np.uint32(seed)
+    return t, np.uint32(check_seed(seed))
 
 
 def _run(fit: MAPResult, data: object, temperature: object, seed: object, first_row: int = 0):

@@ -29,6 +29,7 @@ from ._jit import sized_jit
 from .data import as_data
 from .enumerate import log_responsibilities
 from .errors import SpecError
+from .infer.problem import check_seed
 from .model import Mixture, Params
 from .result import Posterior
 
@@ -230,8 +231,7 @@ def random_permutation(post: Posterior, seed: int = 0) -> Posterior:
     label-symmetric functionals (E[locs[0]], the predictive of 'component 0', ...). Sampler
     statistics and diagnostics are kept."""
     _check_draws(post)
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise SpecError(f"seed must be a whole number >= 0, got {seed!r}")
+    seed = check_seed(seed)
     shape = post.params.locs.shape[:2] + (post.model.k,)
     perms = np.argsort(np.random.default_rng(seed).random(shape), axis=-1)
     return Posterior(

@@ -14,6 +14,7 @@ import numpy as np
 
 from .data import as_data
 from .errors import SpecError
+from .model import check_k
 from .predict import log_density, predict_proba
 from .result import MAPResult, Posterior
 
@@ -80,10 +81,13 @@ def posterior_criteria(post: Posterior, data: object) -> dict[str, float]:
 def select_k(
     data: object,
     ks: Sequence[int],
-    fit: Callable[[np.ndarray, int], MAPResult],
+    fit: Callable[[np.ndarray, int], MAPResult] | None = None,
     criterion: str = "bic",
 ) -> list[dict]:
     """Fit every K in `ks` with `fit(x, k)` and rank them by `criterion` (best first).
+
+    fit: default MAP-EM with priors on the data's scale (`fit_em(x, k, priors="auto")`, as
+    `bayesmix select` does).
 
     Returns one dict per K: {"k", "bic", "aic", "icl", "log_likelihood", "n_parameters",
     "occupied" (components with at least one MAP-assigned row), "rank"}.
@@ -91,8 +95,15 @@ def select_k(
     if criterion not in CRITERIA:
         raise SpecError(f"unknown criterion {criterion!r}; choose one of {CRITERIA}")
     x = as_data(data)
+    ks = [check_k(k, x.shape[0]) for k in ks]  # every K checked before the first fit
     if not ks:
         raise SpecError("give at least one K to compare")
+    if fit is None:
+        from .infer.em import fit_em
+
+        def fit(x, k):
+            return fit_em(x, k, priors="auto")
+
     rows = []
     for k in ks:
         result = fit(x, k)

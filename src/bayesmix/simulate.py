@@ -24,8 +24,9 @@ def sample_prior(
     k = model.k
     kw, kl, ks, kc, kd = jax.random.split(key, 5)
     weights = dist.Dirichlet(jnp.full((k,), priors.weights_concentration)).sample(kw, shape)
-    locs_loc = jnp.broadcast_to(jnp.asarray(priors.locs_loc, jnp.float_), (d,))
-    locs_scale = jnp.broadcast_to(jnp.asarray(priors.locs_scale, jnp.float_), (d,))
+    dtype = jnp.result_type(float)  # JAX's default float: float32 unless float64 is on
+    locs_loc = jnp.broadcast_to(jnp.asarray(priors.locs_loc, dtype), (d,))
+    locs_scale = jnp.broadcast_to(jnp.asarray(priors.locs_scale, dtype), (d,))
     locs = locs_loc + locs_scale * jax.random.normal(kl, shape + (k, d), locs_loc.dtype)
     scale_shape = {"shared": (), "spherical": (k,), "diag": (k, d), "full": (k, d), "tied": (d,)}
     per_column = model.covariance in ("diag", "full", "tied")

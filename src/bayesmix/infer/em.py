@@ -55,9 +55,16 @@ from .estep import (
 from .init import INITS
 from .map import neg_log_joint_u
 from .mstep import expected_log_joint, update
-from .problem import check_init, column_moments, warn_if_priors_miss, whole
+from .problem import (
+    auto_priors,
+    check_init,
+    check_seed,
+    column_moments,
+    warn_if_priors_miss,
+    whole,
+)
 
-__all__ = ["FitInterrupted", "LARGE", "fit_em", "priors_from_moments", "resolve_dtype"]
+__all__ = ["FitInterrupted", "LARGE", "fit_em", "resolve_dtype"]
 
 #: Iterations of one compiled EM segment at most, and the time under which segments grow.
 SEGMENT = 64
@@ -82,14 +89,6 @@ def resolve_dtype(dtype: str | None, size: int) -> np.dtype:
             "before fitting, or use dtype='float32'"
         )
     return np.dtype(dtype)
-
-
-def priors_from_moments(mean: np.ndarray, sd: np.ndarray, **overrides) -> Priors:
-    """`Priors.from_data`'s rule from column means and standard deviations (D,), for data
-    that are only seen in chunks."""
-    sd = np.where(sd > 0, sd, 1.0)
-    base = Priors(scale_loc=np.log(sd / 2), scale_scale=1.5, locs_loc=mean, locs_scale=3 * sd)
-    return base._replace(**overrides)
 
 
 @partial(sized_jit, static_argnames=("model", "n_init", "init"))
@@ -452,6 +451,7 @@ def fit_em(
     from .. import sources  # the chunked readers import pyarrow lazily
 
     _check_options(n_init, init, max_iter, tol)
+    check_seed(seed)
     source = sources.as_source(data, columns=columns, chunk_rows=chunk_rows, budget=memory_budget)
     if source is None:
         x, scan = sources.as_matrix(data)
@@ -460,11 +460,15 @@ def fit_em(
         scan = source.scan()
         n, d = scan.rows, scan.mean.shape[0]
     model = Mixture(check_k(k, n), covariance, family, df)
-    if isinstance(priors, str):
-        if priors != "auto":
-            raise SpecError(f"priors must be a Priors or 'auto', got {priors!r}")
-        priors = Priors.from_data(x) if scan is None else priors_from_moments(scan.mean, scan.sd)
-    priors = check_priors(priors, d)
+    priors = check_priors(
+        auto_priors(
+            priors,
+            lambda: (
+                Priors.from_data(x) if scan is None else Priors.from_moments(scan.mean, scan.sd)
+            ),
+        ),
+        d,
+    )
     warn_if_priors_miss(*(column_moments(x) if scan is None else (scan.mean, scan.sd)), priors)
     whole("init_sample", init_sample, 2)
     dt = resolve_dtype(dtype, n * d)

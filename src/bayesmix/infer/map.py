@@ -26,7 +26,7 @@ from ..result import MAPResult
 from . import fisher
 from .init import INITS
 from .optim import adam, check_optimizer
-from .problem import check_init, column_moments, problem, whole
+from .problem import check_init, check_seed, column_moments, problem, whole
 
 __all__ = ["MAPTrace", "fit_map", "neg_log_joint_u"]
 
@@ -116,7 +116,7 @@ def fit_map(
     covariance: str = "shared",
     family: str = "normal",
     df: float | None = None,
-    priors: Priors = Priors(),  # noqa: B008 (an immutable NamedTuple)
+    priors: Priors | str = Priors(),  # noqa: B008 (an immutable NamedTuple)
     n_init: int = 100,
     init: str = "seed",
     steps: int = 200,
@@ -135,7 +135,7 @@ def fit_map(
     k : number of components, 1 <= k <= N
     covariance, family, df : the model (see `bayesmix.model.Mixture`); defaults: the seed's
         Gaussian components with one shared spherical scale
-    priors : `Priors()` (the seed's) or e.g. `Priors.from_data(x)`
+    priors : `Priors()` (the seed's), or "auto" (`Priors.from_data(x)`: on the data's scale)
     n_init : initializations scored in one vectorized pass; the best is optimized
     init : "seed" (the tutorial's), "kmeans++" or "kmeans" (k-means++ and Lloyd iterations)
     steps, learning_rate, betas : Adam settings (defaults: the tutorial's)
@@ -153,6 +153,7 @@ def fit_map(
     x, model, priors = problem(data, k, covariance, family, df, priors)
     check_init(init)
     n_init = whole("n_init", n_init)
+    check_seed(seed)
     steps, *opt = check_optimizer(steps, learning_rate, betas, final_learning_rate)
     if optimizer not in ("adam", "lbfgs"):
         raise SpecError(f"unknown optimizer {optimizer!r}; choose 'adam' or 'lbfgs'")

@@ -28,6 +28,7 @@ from ..errors import FitError, SpecError
 from ..result import MAPResult, Posterior, posterior_diagnostics
 from .nuts import log_density_u
 from .optim import adam, check_optimizer
+from .problem import check_seed, whole
 
 __all__ = ["fit_meanfield"]
 
@@ -108,9 +109,9 @@ def fit_meanfield(
         )
     x = as_data(data, for_fit=False, dim=fit.params.locs.shape[-1])
     steps, *opt = check_optimizer(steps, learning_rate, betas, final_learning_rate)
-    for name, value in (("samples", samples), ("draws", draws)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            raise SpecError(f"{name} must be a whole number >= 1, got {value!r}")
+    whole("samples", samples)
+    whole("draws", draws)
+    check_seed(seed)
     model = fit.model
     u_map = model.to_unconstrained(jax.tree.map(jnp.asarray, fit.params))
     out = _meanfield_program(

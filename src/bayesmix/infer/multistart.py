@@ -72,7 +72,7 @@ def sample_multistart(
     covariance: str = "shared",
     family: str = "normal",
     df: float | None = None,
-    priors: Priors = Priors(),  # noqa: B008 (an immutable NamedTuple)
+    priors: Priors | str = Priors(),  # noqa: B008 (an immutable NamedTuple)
     warmup: int = 1000,
     draws: int = 1000,
     target_accept: float = 0.95,

@@ -23,7 +23,7 @@ from ..model import Init, Mixture, Params, Priors
 from ..result import Posterior, posterior_diagnostics
 from . import fisher
 from .init import INITS
-from .problem import check_init, problem, whole
+from .problem import check_init, check_seed, problem, whole
 
 __all__ = ["check_init_params", "log_density_u", "sample_nuts"]
 
@@ -237,7 +237,7 @@ def sample_nuts(
     covariance: str = "shared",
     family: str = "normal",
     df: float | None = None,
-    priors: Priors = Priors(),  # noqa: B008 (an immutable NamedTuple)
+    priors: Priors | str = Priors(),  # noqa: B008 (an immutable NamedTuple)
     chains: int = 4,
     warmup: int = 1000,
     draws: int = 1000,
@@ -282,8 +282,7 @@ def sample_nuts(
     u_init = (
         None if init_params is None else check_init_params(init_params, model, x.shape[1], chains)
     )
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise SpecError(f"seed must be a whole number, got {seed!r}")
+    seed = check_seed(seed)
     chain_ids = [np.array([seed, c], np.int64) for c in range(chains)]  # (seed, chain)
     given = [None if u_init is None else jax.tree.map(itemgetter(c), u_init) for c in range(chains)]
     settings = dict(

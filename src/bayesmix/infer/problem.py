@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 
@@ -11,18 +12,40 @@ from ..errors import PriorWarning, SpecError
 from ..model import Mixture, Priors, check_k, check_priors
 from .init import INITS
 
-__all__ = ["check_init", "column_moments", "problem", "warn_if_priors_miss", "whole"]
+__all__ = [
+    "MAX_SEED",
+    "auto_priors",
+    "check_init",
+    "check_seed",
+    "column_moments",
+    "problem",
+    "warn_if_priors_miss",
+    "whole",
+]
+
+#: Seeds are 32-bit: JAX keys a float32 session's PRNG by the seed's low 32 bits only.
+MAX_SEED = 2**32 - 1
 
 
 def problem(
-    data: object, k: object, covariance: str, family: str, df: float | None, priors: Priors
+    data: object, k: object, covariance: str, family: str, df: float | None, priors: Priors | str
 ) -> tuple[np.ndarray, Mixture, Priors]:
-    """(validated data x (N, D), the model spec, checked priors), or a clear error."""
+    """(validated data x (N, D), the model spec, checked priors ("auto": `Priors.from_data`)),
+    or a clear error."""
     x = as_data(data)
     model = Mixture(check_k(k, x.shape[0]), covariance, family, df)
-    priors = check_priors(priors, x.shape[1])
+    priors = check_priors(auto_priors(priors, lambda: Priors.from_data(x)), x.shape[1])
     warn_if_priors_miss(*column_moments(x), priors)
     return x, model, priors
+
+
+def auto_priors(priors: Priors | str, data_priors: Callable[[], Priors]) -> Priors:
+    """`priors`, with "auto" standing for `data_priors()` (`Priors.from_data`'s rule)."""
+    if isinstance(priors, str):
+        if priors != "auto":
+            raise SpecError(f"priors must be a bm.Priors or 'auto', got {priors!r}")
+        return data_priors()
+    return priors
 
 
 def column_moments(x: np.ndarray, chunk: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
@@ -62,6 +85,17 @@ def whole(name: str, value: object, low: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
         raise SpecError(f"{name} must be a whole number >= {low}, got {value!r}")
     return int(value)
+
+
+def check_seed(seed: object) -> int:
+    """seed as an int in [0, MAX_SEED], or a SpecError."""
+    if (
+        isinstance(seed, bool)
+        or not isinstance(seed, int | np.integer)
+        or not 0 <= seed <= MAX_SEED
+    ):
+        raise SpecError(f"seed must be a whole number from 0 to 2**32 - 1, got {seed!r}")
+    return int(seed)
 
 
 def check_init(init: str) -> str:

@@ -29,7 +29,7 @@ from ..model import Priors, log_prior
 from ..result import Posterior, posterior_diagnostics
 from ..simulate import sample_prior
 from . import fisher
-from .problem import problem, whole
+from .problem import check_seed, problem, whole
 
 __all__ = ["SMC_MAX_BYTES", "sample_smc"]
 
@@ -158,7 +158,7 @@ def sample_smc(
     covariance: str = "shared",
     family: str = "normal",
     df: float | None = None,
-    priors: Priors = Priors(),  # noqa: B008 (an immutable NamedTuple)
+    priors: Priors | str = Priors(),  # noqa: B008 (an immutable NamedTuple)
     particles: int = 2000,
     runs: int = 4,
     mcmc_steps: int = 10,
@@ -194,6 +194,7 @@ def sample_smc(
     mcmc_steps = whole("mcmc_steps", mcmc_steps, 1)
     integration_steps = whole("integration_steps", integration_steps, 1)
     max_steps = whole("max_steps", max_steps, 1)
+    check_seed(seed)
     if not 0 < target_ess < 1:
         raise SpecError(f"target_ess must be between 0 and 1, got {target_ess!r}")
     n, d = x.shape

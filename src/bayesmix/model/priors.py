@@ -60,11 +60,14 @@ class Priors(NamedTuple):
         ~20 either way (95%); weights, correlations and df as the defaults.
         """
         x = np.asarray(x, dtype=np.float64)
-        sd = x.std(axis=0)
+        return cls.from_moments(x.mean(axis=0), x.std(axis=0), **overrides)
+
+    @classmethod
+    def from_moments(cls, mean: np.ndarray, sd: np.ndarray, **overrides) -> Priors:
+        """`from_data`'s rule from the columns' means and standard deviations (D,), for data
+        seen only in chunks."""
         sd = np.where(sd > 0, sd, 1.0)
-        base = cls(
-            scale_loc=np.log(sd / 2), scale_scale=1.5, locs_loc=x.mean(axis=0), locs_scale=3 * sd
-        )
+        base = cls(scale_loc=np.log(sd / 2), scale_scale=1.5, locs_loc=mean, locs_scale=3 * sd)
         return base._replace(**overrides)
 
     def to_dict(self) -> dict:
@@ -74,6 +77,10 @@ class Priors(NamedTuple):
 
 def check_priors(priors: Priors, d: int | None = None) -> Priors:
     """Return `priors` as float arrays, or raise SpecError naming the bad hyper-parameter."""
+    if not isinstance(priors, Priors):
+        raise SpecError(
+            f"priors must be a bm.Priors or 'auto' (Priors.from_data's rule), got {priors!r}"
+        )
     values = {}
     for name, value in priors._asdict().items():
         try:

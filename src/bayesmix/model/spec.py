@@ -122,7 +122,7 @@ class Mixture:
         """Turn a structure-free initialization into this model's Params."""
         k, d = init.locs.shape
         spread = init.spread
-        dtype = init.locs.dtype
+        dtype = jnp.asarray(init.locs).dtype  # a NumPy float64 init: JAX's default float
         scale = {
             "shared": jnp.sqrt(jnp.mean(spread**2)),
             "spherical": jnp.full((k,), jnp.sqrt(jnp.mean(spread**2)), dtype),

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from ..data import MAX_ABS
+from ..infer.problem import MAX_SEED
 
 __all__ = [
     "MAX_SEED",
@@ -36,7 +37,6 @@ __all__ = [
     "value_errors",
 ]
 
-MAX_SEED = 2**32 - 1
 _FIELDS = "rows or records, temperature, seed, proba"
 #: The options a query string may give: those of an NPY body, defaults for a JSON body's.
 OPTIONS = ("temperature", "seed", "proba")
