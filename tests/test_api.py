@@ -120,7 +120,9 @@ post = bm.sample_nuts(x, 2, priors="auto", chains=2, warmup=20, draws=20)
 bm.membership(post, x); bm.predictive_density(post, x[:3]); bm.coclustering(post, x[:5])
 bm.relabel(post, x); bm.random_permutation(post); bm.to_inference_data(post)
 bm.sample_multistart(x, 2, priors="auto", chains=2, warmup=20, draws=20, map_steps=20)
-bm.sample_smc(x, 2, priors="auto", particles=16, mcmc_steps=1); bm.fit_meanfield(fit, x, steps=20)
+bm.fit_meanfield(fit, x, steps=20)
+import jax; from bayesmix.simulate import sample_prior  # sample_smc's first draws (11 s whole)
+jax.jit(sample_prior, static_argnums=(1, 3, 4))(jax.random.key(0), fit.model, fit.priors, 2, (3,))
 print(post.params.locs.dtype, fit.params.locs.dtype)
 """
 
