@@ -60,6 +60,8 @@ def test_csv_reading(tmp_path):
         ("1\n2\n3\n", "no header"),
         ("x\n1\n\n2\nnan\n", "non-finite value"),
         ("x,y\n1,2\n3\n", "line 3: 1 fields"),
+        ("x;y\n1;2\n3;4\n", "line 2.* separated by ';', and bayesmix reads commas"),
+        ("x\ty\n1\t2\n3\t4\n", "separated by '\\\\t'"),
     ],
 )
 def test_bad_csv(tmp_path, text, message):
@@ -67,6 +69,9 @@ def test_bad_csv(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(bm.DataError, match=message):
         bm.read_csv(path)
+    if "separated" in message:  # read in chunks, the same advice
+        with pytest.raises(bm.DataError, match=message):
+            bm.fit_em(path, 1, chunk_rows=2)
 
 
 def test_missing_file(tmp_path):

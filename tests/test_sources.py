@@ -268,6 +268,11 @@ def test_read_table_reads_a_parquet_file_or_folder_into_memory(data, files, tmp_
         read_table(files)
     with pytest.raises(bm.DataError, match="holds no .parquet files"):
         read_table(tmp_path)
+    pq.write_table(pa.table({"a": [1.0, 2.0], "b": [3.0, 4.0]}), tmp_path / "0.parquet")
+    pq.write_table(pa.table({"a": [5.0], "c": [6.0]}), tmp_path / "1.parquet")
+    with pytest.raises(bm.DataError, match=r"1.parquet has no column\(s\) \['b'\]"):
+        read_table(tmp_path)
+    np.testing.assert_array_equal(read_table(tmp_path, ["a"])[0][:, 0], [1.0, 2.0, 5.0])
 
 
 def test_scan_moments_and_constant_columns_across_chunks():

@@ -207,27 +207,34 @@ def _parquet_columns(path: Path, hint: str = "") -> tuple[list[str], Columns]:
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"{path} is not a readable Parquet file: {exc}") from None
 
-    def column(table, j: int) -> np.ndarray:
-        col, name = table.column(header[j]), header[j]
+    def column(table, name: str, file: Path) -> np.ndarray:
+        col = table.column(name)
         t = col.type
         if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)):
-            raise DataError(f"{path}, column {name!r} holds {t} values, not numbers{hint}")
+            raise DataError(f"{file}, column {name!r} holds {t} values, not numbers{hint}")
         if col.null_count:
             i = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
             raise DataError(
-                f"{path}, row {i + 1}, column {name!r} is empty (null; {col.null_count} in all); "
+                f"{file}, row {i + 1}, column {name!r} is empty (null; {col.null_count} in all); "
                 "remove or impute those rows"
             )
         return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
 
     def read(js: list[int]) -> np.ndarray:
-        try:
-            table = pa.concat_tables(
-                pq.read_table(f, columns=[header[j] for j in js]) for f in files
-            )
-        except (pa.ArrowException, OSError) as exc:
-            raise DataError(f"{path} is not a readable Parquet file: {exc}") from None
-        return np.column_stack([column(table, j) for j in js])
+        names, parts = [header[j] for j in js], []
+        for file in files:  # one at a time: each message names its file
+            try:
+                have = pq.read_schema(file).names
+                if missing := [n for n in names if n not in have]:
+                    raise DataError(
+                        f"{file} has no column(s) {missing} (its columns are {have}), which "
+                        f"{files[0]} has; the files of a folder are read as one table"
+                    )
+                table = pq.read_table(file, columns=names)
+            except (pa.ArrowException, OSError) as exc:
+                raise DataError(f"{file} is not a readable Parquet file: {exc}") from None
+            parts.append(np.column_stack([column(table, n, file) for n in names]))
+        return np.concatenate(parts)
 
     return header, read
 
@@ -243,6 +250,7 @@ def csv_columns(path: str | os.PathLike[str], hint: str = "") -> tuple[list[str]
             f"{path} has no header row (its first row is all numbers); "
             "add a first line naming the columns, e.g. 'x'"
         )
+    hint = separator_hint(header) or hint
 
     def read(js: list[int]) -> np.ndarray:
         fast = _csv_arrow(path, header, header_lines, js)
@@ -267,6 +275,18 @@ def csv_columns(path: str | os.PathLike[str], hint: str = "") -> tuple[list[str]
         return out
 
     return header, read
+
+
+def separator_hint(header: Sequence[str]) -> str:
+    """The end of a non-number's message for a CSV file whose one column is named like 'a;b':
+    a file of another separator (';', tab, '|'); else ""."""
+    seps = [sep for sep in ";\t|" if len(header) == 1 and sep in header[0]]
+    if not seps:
+        return ""
+    return (
+        f"; the file looks separated by {seps[0]!r}, and bayesmix reads commas: convert it, "
+        f"e.g. pandas.read_csv(path, sep={seps[0]!r}).to_csv(new_path, index=False)"
+    )
 
 
 def _csv_rows(

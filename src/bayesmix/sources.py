@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._threads import cores, prefetch, thread_map
-from .data import LARGE, MAX_ABS, as_data
+from .data import LARGE, MAX_ABS, as_data, separator_hint
 from .errors import DataError, SpecError
 from .infer.estep import RUNS, Stats, estep, row_ranges
 from .model import Params
@@ -536,7 +536,7 @@ def _csv_error(path: str, columns: list[str], done: int, exc: Exception) -> Data
                         continue
                     return DataError(
                         f"{path}, line {row + i + 2} (row {row + i + 1}), column {col!r}: {v!r} "
-                        "is not a number"
+                        "is not a number" + separator_hint(columns)
                     )
         row += batch.num_rows
     return DataError(f"{path} could not be read as numbers after row {done}: {exc}")
