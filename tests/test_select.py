@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from scipy.special import logsumexp
@@ -37,6 +39,25 @@ def test_select_k_fits_by_em_with_priors_on_the_data_scale_by_default():
     assert [r["bic"] for r in rows] == [r["bic"] for r in explicit]
     with pytest.raises(bm.SpecError, match="K = 9 components but only 8 data points"):
         bm.select_k(x[:8], [2, 9], lambda x, k: pytest.fail("fitted before K was checked"))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="counts Linux's mappings")
+def test_select_k_releases_each_ks_compiled_programs():
+    """Each K's programs took ~500 memory mappings, kept: `bayesmix select --k 1..200` crashed
+    (LLVM out of mappings at K = 103). After the first K's they stay at the same count."""
+
+    def maps() -> int:
+        with open("/proc/self/maps") as fh:
+            return sum(1 for _ in fh)
+
+    def fit(x, k):
+        return bm.fit_em(x, k, n_init=2, max_iter=5)
+
+    x = _two_clusters(2)
+    bm.select_k(x, [1, 2], fit)
+    before = maps()
+    bm.select_k(x, range(3, 7), fit)  # kept: ~2,000 more
+    assert maps() - before < 500
 
 
 def test_pointwise_log_likelihood_and_waic_by_hand():

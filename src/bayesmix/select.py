@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
+import jax
 import numpy as np
 
 from .data import as_data
@@ -110,6 +111,10 @@ def select_k(
         row = {"k": int(k), **criteria(result, x)}
         row["occupied"] = int(len(np.unique(np.argmax(predict_proba(result, x), axis=1))))
         rows.append(row)
+        # Every K compiles its own programs (~500 memory mappings and ~30 MB each, never used
+        # again here): kept, a range of ~100 Ks exhausted the mappings (vm.max_map_count) and
+        # LLVM crashed the process. They stay in the persistent cache, for a later fit.
+        jax.clear_caches()
     rows.sort(key=lambda r: r[criterion])
     for rank, row in enumerate(rows, 1):
         row["rank"] = rank
