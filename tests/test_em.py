@@ -12,7 +12,7 @@ import pytest
 import bayesmix as bm
 from bayesmix.enumerate import log_joint
 from bayesmix.infer.em import FitInterrupted, fit_em
-from bayesmix.infer.estep import Stats, estep
+from bayesmix.infer.estep import Stats, estep, zero_stats
 from bayesmix.infer.mstep import expected_log_joint, log_prior_alive, update
 from bayesmix.model import Mixture, Params, Priors, log_prior
 
@@ -372,3 +372,50 @@ def test_rows_split_between_cores_fit_as_one_range(monkeypatch):
         split.params,
         one.params,
     )
+
+
+@pytest.mark.parametrize(
+    ("ss", "count"),
+    [(ss, n) for ss in (0.0, 1e-12, 1e-3, 1.0, 1e6) for n in (0.0, 50.0, 1e6) if ss or n < 1e6],
+)  # S = 0 with n = 1e6: the maximizer, e^{-2e6}, is 0 in float64
+def test_diag_scale_step_is_the_exact_conditional_maximizer(ss, count):
+    """The scale's M-step maximizes f(t) = -(n + 1) t - S e^{-2t} / 2 - (t - a)^2 / (2 b^2)
+    (t = log scale) from any start, also for a component on repeated rows (S ~ 0, whose
+    maximizer is near a - b^2 (n + 1), t ~ -100): f'(t) = 0 there, checked in closed form,
+    and f is at least its value on a fine grid around it."""
+    from bayesmix.infer.mstep import _diag_scales
+
+    params = Params(jnp.ones(1), jnp.zeros((1, 1)), jnp.full((1,), 0.7))
+    st = zero_stats(1, 1, "diag")._replace(n=jnp.array([count]))
+    priors = Priors(scale_loc=0.2, scale_scale=1.5)
+    t = float(jnp.log(_diag_scales(params, jnp.array([[ss]]), st, priors)[0]))
+    a, b2 = 0.2, 1.5**2
+
+    def f(t):
+        return -(count + 1) * t - 0.5 * ss * np.exp(-2 * t) - (t - a) ** 2 / (2 * b2)
+
+    grad = -(count + 1) + ss * np.exp(-2 * t) - (t - a) / b2
+    assert abs(grad) <= 1e-9 * (count + 1 + ss * np.exp(-2 * t) + abs(t) / b2)
+    grid = t + np.linspace(-1, 1, 2001)
+    assert f(t) >= np.max(f(grid)) - 1e-12 * abs(f(t))
+
+
+@pytest.mark.parametrize("covariance", ["spherical", "diag", "full"])
+def test_a_component_on_repeated_rows_stops_em_before_its_scale_underflows(covariance):
+    """Half the rows at exactly (0, 0): the MAP of a component there has scale ~e^{-200}, which
+    float64 cannot place (the locs' rounding is larger). EM stalled, "converged", at the
+    starting scale (spherical), or went on after the objective fell and emptied a component
+    (weights [0, 1], both locs between the clusters). Now it stops before the fall with the
+    best parameters so far and a FitWarning that says why and what to do."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([np.zeros((50, 2)), rng.normal(5, 1, (50, 2))])
+    with pytest.warns(bm.FitWarning, match="collapsing onto repeated"):
+        fit = fit_em(x, 2, covariance=covariance, priors="auto")
+    assert not fit.converged
+    assert np.all(np.diff(fit.losses) <= 0)  # the log joint never fell
+    spike = int(np.argmin(np.abs(fit.params.locs).sum(1)))
+    np.testing.assert_allclose(fit.params.weights, [0.5, 0.5], atol=1e-3)
+    assert np.max(np.abs(fit.params.locs[spike])) < 1e-3
+    assert np.max(fit.params.scale[spike]) < 1e-3  # the spike, resolved as far as it can be
+    assert np.abs(fit.params.locs[1 - spike] - 5).max() < 0.3
+    assert fit.neg_log_joint < 0  # before: 274.7 and 276.8 (stalled), 376.6 (emptied)

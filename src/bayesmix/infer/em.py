@@ -38,7 +38,7 @@ import numpy as np
 from .._jit import full_precision, serializable, sized_jit
 from .._threads import cores, thread_map
 from ..data import LARGE
-from ..errors import FitError, SpecError
+from ..errors import FitError, FitWarning, SpecError
 from ..model import Init, Mixture, Params, Priors, check_k, check_priors
 from ..result import MAPResult
 from .estep import (
@@ -127,10 +127,12 @@ def _centre(params: Params, dtype) -> jnp.ndarray:
 class Segment(NamedTuple):
     """What one call of an EM loop's `advance` returns: `count` () iterations run from the
     given parameters, each one E-step and one M-step, stopped early at convergence or at a
-    non-finite objective. Per iteration (buffers of `SEGMENT` or 1, the first `count` valid):
-    `objectives` at its parameters, `changes` {field: norm of its M-step's change}.
-    `params`, `stats`, `centre`: the last parameters evaluated, their statistics and centre;
-    `next`: the parameters after the last M-step; `converged` ()."""
+    non-finite objective, or at a fall (`fell` ()): an objective below the previous one,
+    which exact EM never gives (an iteration that fell is not counted). Per iteration (buffers
+    of `SEGMENT` or 1, the first `count` valid): `objectives` at its parameters, `changes`
+    {field: norm of its M-step's change}. `params`, `stats`, `centre`: the last parameters
+    evaluated and counted, their statistics and centre; `next`: the parameters after the last
+    M-step; `converged` ()."""
 
     count: jnp.ndarray
     objectives: jnp.ndarray
@@ -140,65 +142,86 @@ class Segment(NamedTuple):
     stats: Stats
     centre: jnp.ndarray
     next: Params
+    fell: jnp.ndarray
 
 
-def _tail(model, priors, params, st, c, prev, it, tol_rows):
-    """The M-step after an E-step: (objective, next params, change norms, converged)."""
+#: A fall: the objective below the previous one by more than this per row plus 1e-9 of it
+#: (the rounding of float32 statistics is ~1e-7 per row; the falls seen were 1-100 per row).
+FALL_PER_ROW = 1e-5
+
+
+def _tail(model, priors, params, st, c, prev, prev_alive, it, tol_rows, n_rows):
+    """The M-step after an E-step: (objective, next params, change norms, converged, fell).
+    prev_alive: the components alive at the previous objective (a pruning changes the
+    objective's terms, so it is no fall)."""
     objective, new, change = update(model, params, st, c, priors)
     converged = (it > 0) & (jnp.abs(objective - prev) <= tol_rows)
-    return objective, new, change, converged
+    drop = FALL_PER_ROW * n_rows + 1e-9 * jnp.abs(prev)
+    alive = jnp.sum(params.weights > 0)
+    fell = (it > 0) & (alive == prev_alive) & (objective < prev - drop)
+    return objective, new, change, converged & ~fell, fell
 
 
 @partial(jax.jit, static_argnames=("model",))
-def _host_tail(params, st, c, priors, prev, it, tol_rows, *, model) -> Segment:
+def _host_tail(params, st, c, priors, prev, prev_alive, it, tol_rows, n_rows, *, model) -> Segment:
     """One iteration's `Segment` from statistics summed outside a compiled program."""
-    objective, new, change, converged = _tail(model, priors, params, st, c, prev, it, tol_rows)
-    one = jnp.ones((), jnp.int32)
-    return Segment(one, objective[None], jax.tree.map(lambda v: v[None], change), converged,
-                   params, st, c, new)  # fmt: skip
+    objective, new, change, converged, fell = _tail(
+        model, priors, params, st, c, prev, prev_alive, it, tol_rows, n_rows
+    )
+    count = jnp.where(fell, 0, 1).astype(jnp.int32)
+    return Segment(count, objective[None], jax.tree.map(lambda v: v[None], change), converged,
+                   params, st, c, new, fell)  # fmt: skip
 
 
 @partial(sized_jit, static_argnames=("model", "moment", "block"))
-def _device_segment(params, pieces, priors, prev, it, steps, tol_rows, *, model, moment, block):
+def _device_segment(
+    params, pieces, priors, prev, prev_alive, it, steps, tol_rows, n_rows, *, model, moment, block
+):
     """Up to `steps` (<= SEGMENT) whole EM iterations in one program, over the in-memory rows
     `pieces` (a tuple of (N_i, D) arrays whose statistics add up): no round trip to the host
     between iterations (on a GPU that round trip, not the data, was most of an iteration)."""
     acc = accumulator_dtype()
 
-    def iterate(params, prev, i):
+    def iterate(params, prev, prev_alive, i):
         c = _centre(params, pieces[0].dtype)
         parts = [stats(params, x, x.shape[0], c, moment=moment, block=block) for x in pieces]
         st = jax.tree.map(lambda *v: sum(v[1:], v[0]), *parts)
-        return (c, st) + _tail(model, priors, params, st, c, prev, it + i, tol_rows)
+        tail = _tail(model, priors, params, st, c, prev, prev_alive, it + i, tol_rows, n_rows)
+        return (c, st) + tail
 
     k, d = params.locs.shape
     # Per iteration: the objective and each field's change.
     buffers = jax.tree.map(lambda v: jnp.full((SEGMENT,), jnp.nan, acc), (prev, params))
 
     def body(carry):
-        i, _, params, prev, _, (objs, changes) = carry
-        c, st, objective, new, change, converged = iterate(params, prev, i)
-        objs = objs.at[i].set(objective)
-        changes = jax.tree.map(lambda b, v: b.at[i].set(v), changes, change)
-        stop = converged | ~jnp.isfinite(objective)
-        return i + 1, (converged, stop), new, objective, (params, st, c), (objs, changes)
+        i, _, params, prev, prev_alive, last, (objs, changes) = carry
+        c, st, objective, new, change, converged, fell = iterate(params, prev, prev_alive, i)
+        objs = objs.at[i].set(jnp.where(fell, objs[i], objective))
+        changes = jax.tree.map(lambda b, v: b.at[i].set(jnp.where(fell, b[i], v)), changes, change)
+        last = jax.tree.map(partial(jnp.where, fell), last, (params, st, c))
+        stop = (converged, fell, converged | fell | ~jnp.isfinite(objective))
+        alive = jnp.sum(params.weights > 0).astype(jnp.int32)
+        return i + 1 - fell, stop, new, objective, alive, last, (objs, changes)
 
     def cond(carry):
-        i, (_, stop) = carry[:2]
+        i, (_, _, stop) = carry[:2]
         return (i < steps) & ~stop
 
     false = jnp.zeros((), bool)
     last = (params, zero_stats(k, d, moment), jnp.zeros(d, acc))
     start = (
         jnp.zeros((), jnp.int32),
-        (false, false),
+        (false, false, false),
         params,
         jnp.asarray(prev, acc),
+        jnp.asarray(prev_alive, jnp.int32),
         last,
         buffers,
     )
-    count, (converged, _), new, _, last, (objs, changes) = jax.lax.while_loop(cond, body, start)
-    return Segment(count, objs, changes, converged, *last, new)
+    count, (converged, fell, _), new, _, _, last, (objs, changes) = jax.lax.while_loop(
+        cond, body, start
+    )
+    return Segment(count, objs, changes, converged, *last, new, fell)
 
 
 def _show_progress(progress: bool | None, work: int) -> bool:
@@ -211,7 +234,7 @@ def run_em(
     model: Mixture,
     params: Params,
     priors: Priors,
-    advance: Callable[[Params, float, int, int], Segment],
+    advance: Callable[[Params, float, int, int, int], Segment],
     n_rows: int,
     *,
     max_iter: int,
@@ -219,14 +242,17 @@ def run_em(
     progress: bool | None = None,
     callback: Callable[[int, float, Params], None] | None = None,
 ) -> tuple[Params, Stats, jnp.ndarray, list[float], dict[str, list[float]], bool]:
-    """The EM loop: `advance(params, previous objective, iteration, steps)` runs up to `steps`
-    iterations (`Segment`).
+    """The EM loop: `advance(params, previous objective, components alive at it, iteration,
+    steps)` runs up to `steps` iterations (`Segment`).
 
     Returns (params, their Stats, their centre, objective per iteration, change norms per
     field, converged). Stops when the objective changed by at most `tol` per row between
-    iterations, after `max_iter` E-steps, or on Ctrl-C (with the best parameters so far and a
-    `FitInterrupted` warning). Segments grow while one takes under `SEGMENT_S` seconds, so the
-    progress bar and Ctrl-C stay responsive; with a callback every iteration is a segment.
+    iterations, after `max_iter` E-steps, on Ctrl-C (with the best parameters so far and a
+    `FitInterrupted` warning), or at a fall of the objective (with the parameters before it
+    and a `FitWarning`: a component collapsing onto repeated values, whose MAP scale is
+    below what floating point resolves). Segments grow while one takes under `SEGMENT_S`
+    seconds, so the progress bar and Ctrl-C stay responsive; with a callback every iteration
+    is a segment.
     """
     from tqdm.auto import tqdm  # numpyro's dependency; imported here to keep imports fast
 
@@ -235,7 +261,7 @@ def run_em(
     objectives: list[float] = []
     changes: dict[str, list[float]] = {f: [] for f in model.free_fields}
     best = None
-    converged = False
+    converged = fell = False
     steps = 1
     bar = tqdm(
         total=max_iter,
@@ -245,13 +271,14 @@ def run_em(
         leave=False,
     )
     try:
-        while len(objectives) < max_iter and not converged:
+        while len(objectives) < max_iter and not converged and not fell:
             tick = time.perf_counter()
             it = len(objectives)
             prev = objectives[-1] if objectives else 0.0
-            seg = advance(params, prev, it, min(steps, max_iter - it))
-            count, objs, change, done = jax.device_get(
-                (seg.count, seg.objectives, seg.changes, seg.converged)
+            alive = model.k if best is None else int(np.sum(np.asarray(best[0].weights) > 0))
+            seg = advance(params, prev, alive, it, min(steps, max_iter - it))
+            count, objs, change, done, fell = jax.device_get(
+                (seg.count, seg.objectives, seg.changes, seg.converged, seg.fell)
             )
             elapsed = time.perf_counter() - tick
             for j, objective in enumerate(objs[:count].tolist()):
@@ -263,7 +290,8 @@ def run_em(
                 objectives.append(objective)
             for f in changes:
                 changes[f].extend(np.asarray(getattr(change, f))[:count].tolist())
-            best = (seg.params, seg.stats, seg.centre)
+            if count:
+                best = (seg.params, seg.stats, seg.centre)
             params = seg.next
             bar.update(int(count))
             rate = n_rows * count / max(elapsed, 1e-9)
@@ -284,6 +312,17 @@ def run_em(
         )
     finally:
         bar.close()
+    if fell:
+        warnings.warn(
+            f"EM stopped after {len(objectives)} iterations: the next one lowered the log joint, "
+            "which exact EM never does. A component is collapsing onto repeated (or nearly "
+            "equal) rows: its MAP scale tends to 0, below what floating point resolves. "
+            "Returned: the parameters before the fall (not converged). Remove or jitter the "
+            "repeated rows, or tighten the scales' prior (e.g. Priors.from_data(x, "
+            "scale_scale=0.5))",
+            FitWarning,
+            stacklevel=3,
+        )
     params, st, c = best
     # Each iteration's parameters came from the previous iteration's M-step (the first: none).
     changes = {f: [0.0] + v[: len(objectives) - 1] for f, v in changes.items()}
@@ -490,14 +529,14 @@ def fit_em(
         if len(ranges) > len(pieces):  # the rows split between the cores
             e_step = _threaded_e_step(ranges, model.k, moment, block)
 
-    def advance(p: Params, prev: float, it: int, steps: int) -> Segment:
+    def advance(p: Params, prev: float, alive: int, it: int, steps: int) -> Segment:
         if e_step is None:  # whole iterations in one program
             work = n * d * model.k * RUNS
-            return _device_segment(p, pieces, priors, prev, it, steps, tol_rows, work=work,
-                                   model=model, moment=moment, block=block)  # fmt: skip
+            return _device_segment(p, pieces, priors, prev, alive, it, steps, tol_rows, n,
+                                   work=work, model=model, moment=moment, block=block)  # fmt: skip
         c = _centre(p, dt)
         st = e_step(p, np.asarray(c))
-        return _host_tail(p, st, c, priors, prev, it, tol_rows, model=model)
+        return _host_tail(p, st, c, priors, prev, alive, it, tol_rows, n, model=model)
 
     params, st, c, objectives, changes, converged = run_em(
         model,

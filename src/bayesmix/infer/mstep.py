@@ -177,14 +177,25 @@ def _diag_scales(params: Params, scatter: jnp.ndarray, st: Stats, priors: Priors
     def f(t):
         return -(count + 1) * t - 0.5 * ss * jnp.exp(-2 * t) - (t - a) ** 2 / (2 * b2)
 
+    # f's maximizer is the root of ss e^{-2t} = r(t) = count + 1 + (t - a) / b^2, where r > 0:
+    # t > t_min. Newton on h(t) = log ss - 2t - log r(t) (convex, decreasing; from left of the
+    # root it converges without overshooting), each step kept inside (t_min, inf). Newton on
+    # f' itself crept back by 1/2 per step from far left of the root where e^{-2t} rules:
+    # a component on repeated values (ss ~ 0) overshot to t ~ -200, came back short, and the
+    # M-step kept the old scale, far from the maximum (EM then stopped there, "converged").
+    t_min = a - b2 * (count + 1)
+    log_ss = jnp.log(jnp.where(ss > 0, ss, 1.0))
+
     def newton(t, _):
-        grad = -(count + 1) + ss * jnp.exp(-2 * t) - (t - a) / b2
-        hess = -2 * ss * jnp.exp(-2 * t) - 1 / b2
-        return t - grad / hess, None
+        r = (count + 1) + (t - a) / b2
+        t_new = t + (log_ss - 2 * t - jnp.log(r)) / (2 + 1 / (b2 * r))
+        return jnp.where(t_new > t_min, t_new, 0.5 * (t_min + t)), None
 
     t0 = jnp.log(s)
+    start = jnp.where(t0 > t_min, t0, t_min + 1)
     # Unrolled: one fused elementwise program (a GPU syncs with the host per loop step).
-    t = jax.lax.scan(newton, t0, None, length=SCALE_NEWTON_STEPS, unroll=True)[0]
+    t = jax.lax.scan(newton, start, None, length=SCALE_NEWTON_STEPS, unroll=True)[0]
+    t = jnp.where(ss > 0, t, t_min)  # ss = 0: f is a parabola, its top at t_min
     return jnp.exp(jnp.where(f(t) >= f(t0), t, t0))
 
 
