@@ -196,8 +196,8 @@ def _device_segment(
     def body(carry):
         i, _, params, prev, prev_alive, last, (objs, changes) = carry
         c, st, objective, new, change, converged, fell = iterate(params, prev, prev_alive, i)
-        objs = objs.at[i].set(jnp.where(fell, objs[i], objective))
-        changes = jax.tree.map(lambda b, v: b.at[i].set(jnp.where(fell, b[i], v)), changes, change)
+        objs = objs.at[i].set(objective)  # a fall's slot is past `count`: not read
+        changes = jax.tree.map(lambda b, v: b.at[i].set(v), changes, change)
         last = jax.tree.map(partial(jnp.where, fell), last, (params, st, c))
         stop = (converged, fell, converged | fell | ~jnp.isfinite(objective))
         alive = jnp.sum(params.weights > 0).astype(jnp.int32)
@@ -499,15 +499,11 @@ def fit_em(
         scan = source.scan()
         n, d = scan.rows, scan.mean.shape[0]
     model = Mixture(check_k(k, n), covariance, family, df)
-    priors = check_priors(
-        auto_priors(
-            priors,
-            lambda: (
-                Priors.from_data(x) if scan is None else Priors.from_moments(scan.mean, scan.sd)
-            ),
-        ),
-        d,
-    )
+
+    def data_priors() -> Priors:  # priors="auto"
+        return Priors.from_data(x) if scan is None else Priors.from_moments(scan.mean, scan.sd)
+
+    priors = check_priors(auto_priors(priors, data_priors), d)
     warn_if_priors_miss(*(column_moments(x) if scan is None else (scan.mean, scan.sd)), priors)
     whole("init_sample", init_sample, 2)
     dt = resolve_dtype(dtype, n * d)
