@@ -311,7 +311,9 @@ def report_map(f: MAPResult, n: int, columns: list[str]) -> str:
             f"Data: {n} rows x {len(columns)} column(s) {columns}",
             f"Best initialization: #{f.best_init} of {len(f.init_losses)}, "
             f"initial loss {f.initial_loss:.4f}",
-            "MAP estimate" + ("" if f.converged else " (NOT converged: raise --steps)") + ":",
+            "MAP estimate"
+            + ("" if f.converged else " (NOT converged: see any warning above, else raise --steps)")
+            + ":",
             f"  weights = {_fmt(f.params.weights)}",
             f"  locs    = {_fmt(f.params.locs[:, 0] if len(columns) == 1 else f.params.locs)}",
             f"  scale   = {_fmt(f.params.scale)}",

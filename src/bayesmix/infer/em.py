@@ -145,8 +145,9 @@ class Segment(NamedTuple):
     fell: jnp.ndarray
 
 
-#: A fall: the objective below the previous one by more than this per row plus 1e-9 of it
-#: (the rounding of float32 statistics is ~1e-7 per row; the falls seen were 1-100 per row).
+#: A fall: the objective below the previous one by more than this per row, plus its sum's
+#: rounding (1e-9 of it, or 256 ulps where it is float32: 300,000 rows summed in float32 moved
+#: by +-1 at 4.7e6); float32 statistics round ~1e-7 per row, the falls seen were 1-100 per row.
 FALL_PER_ROW = 1e-5
 
 
@@ -156,7 +157,7 @@ def _tail(model, priors, params, st, c, prev, prev_alive, it, tol_rows, n_rows):
     objective's terms, so it is no fall)."""
     objective, new, change = update(model, params, st, c, priors)
     converged = (it > 0) & (jnp.abs(objective - prev) <= tol_rows)
-    drop = FALL_PER_ROW * n_rows + 1e-9 * jnp.abs(prev)
+    drop = FALL_PER_ROW * n_rows + (1e-9 + 256 * jnp.finfo(objective.dtype).eps) * jnp.abs(prev)
     alive = jnp.sum(params.weights > 0)
     fell = (it > 0) & (alive == prev_alive) & (objective < prev - drop)
     return objective, new, change, converged & ~fell, fell
