@@ -419,3 +419,18 @@ def test_a_component_on_repeated_rows_stops_em_before_its_scale_underflows(covar
     assert np.max(fit.params.scale[spike]) < 1e-3  # the spike, resolved as far as it can be
     assert np.abs(fit.params.locs[1 - spike] - 5).max() < 0.3
     assert fit.neg_log_joint < 0  # before: 274.7 and 276.8 (stalled), 376.6 (emptied)
+
+
+def test_a_fall_is_told_from_the_rounding_of_the_objective():
+    """300,000 rows summed in float32 (64-bit JAX off) moved the objective by +-1 at 4.7e6
+    between converged iterations; a rise of ~4 stopped EM with a false warning. The fall
+    allowance: 1e-5 per row plus 1e-9 of the objective, or 256 ulps of a float32 one."""
+    from bayesmix.infer.em import falls
+
+    prev = -4.7e6
+    assert not falls(jnp.float32(prev - 4.0), jnp.float32(prev), 300_000)
+    assert not falls(jnp.float32(prev - 100.0), jnp.float32(prev), 300_000)
+    assert falls(jnp.float32(prev - 1000.0), jnp.float32(prev), 300_000)
+    assert not falls(jnp.float64(prev - 3.0), jnp.float64(prev), 300_000)
+    assert falls(jnp.float64(prev - 10.0), jnp.float64(prev), 300_000)
+    assert falls(jnp.float64(-689.0 - 8000.0), jnp.float64(-689.0), 100)  # the spike's fall

@@ -157,10 +157,15 @@ def _tail(model, priors, params, st, c, prev, prev_alive, it, tol_rows, n_rows):
     objective's terms, so it is no fall)."""
     objective, new, change = update(model, params, st, c, priors)
     converged = (it > 0) & (jnp.abs(objective - prev) <= tol_rows)
-    drop = FALL_PER_ROW * n_rows + (1e-9 + 256 * jnp.finfo(objective.dtype).eps) * jnp.abs(prev)
-    alive = jnp.sum(params.weights > 0)
-    fell = (it > 0) & (alive == prev_alive) & (objective < prev - drop)
+    fell = (it > 0) & (jnp.sum(params.weights > 0) == prev_alive) & falls(objective, prev, n_rows)
     return objective, new, change, converged & ~fell, fell
+
+
+def falls(objective: jnp.ndarray, prev: jnp.ndarray, n_rows: int) -> jnp.ndarray:
+    """Whether `objective` lies below `prev` by more than `FALL_PER_ROW` per row and the
+    rounding of its sum."""
+    rounding = (1e-9 + 256 * jnp.finfo(objective.dtype).eps) * jnp.abs(prev)
+    return objective < prev - (FALL_PER_ROW * n_rows + rounding)
 
 
 @partial(jax.jit, static_argnames=("model",))
