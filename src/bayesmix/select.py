@@ -88,7 +88,8 @@ def select_k(
     """Fit every K in `ks` with `fit(x, k)` and rank them by `criterion` (best first).
 
     fit: default MAP-EM with priors on the data's scale (`fit_em(x, k, priors="auto")`, as
-    `bayesmix select` does).
+    `bayesmix select` does). JAX's in-memory caches of compiled programs are cleared after
+    each K (`jax.clear_caches`; the persistent cache on disk keeps them).
 
     Returns one dict per K: {"k", "bic", "aic", "icl", "log_likelihood", "n_parameters",
     "occupied" (components with at least one MAP-assigned row), "rank"}.
