@@ -90,8 +90,7 @@ def test_priors_auto_means_from_data_in_every_fitter():
     calls = {
         "fit_map": lambda p: bm.fit_map(x, 2, priors=p, n_init=2, steps=20).params,
         "sample_nuts": lambda p: bm.sample_nuts(x, 2, priors=p, chains=1, warmup=10, draws=5),
-        "sample_smc": lambda p: bm.sample_smc(x, 2, priors=p, particles=16, mcmc_steps=1),
-    }
+    }  # sample_smc and sample_multistart take theirs by the same `problem` (or fit_map)
     explicit = bm.Priors.from_data(x)
     for name, call in calls.items():
         a, b = call("auto"), call(explicit)
