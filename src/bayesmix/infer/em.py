@@ -37,7 +37,7 @@ import numpy as np
 
 from .._jit import full_precision, serializable, sized_jit
 from .._threads import cores, thread_map
-from ..data import LARGE
+from ..data import LARGE, column_moments
 from ..errors import FitError, FitWarning, SpecError
 from ..model import Init, Mixture, Params, Priors, check_k, check_priors
 from ..result import MAPResult
@@ -59,7 +59,6 @@ from .problem import (
     auto_priors,
     check_init,
     check_seed,
-    column_moments,
     warn_if_priors_miss,
     whole,
 )
@@ -505,12 +504,9 @@ def fit_em(
         scan = source.scan()
         n, d = scan.rows, scan.mean.shape[0]
     model = Mixture(check_k(k, n), covariance, family, df)
-
-    def data_priors() -> Priors:  # priors="auto"
-        return Priors.from_data(x) if scan is None else Priors.from_moments(scan.mean, scan.sd)
-
-    priors = check_priors(auto_priors(priors, data_priors), d)
-    warn_if_priors_miss(*(column_moments(x) if scan is None else (scan.mean, scan.sd)), priors)
+    mean, sd = column_moments(x) if scan is None else (scan.mean, scan.sd)
+    priors = check_priors(auto_priors(priors, mean, sd), d)
+    warn_if_priors_miss(mean, sd, priors)
     whole("init_sample", init_sample, 2)
     dt = resolve_dtype(dtype, n * d)
     idx = sample_indices(n, max(init_sample, model.k), seed)

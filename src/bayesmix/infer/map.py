@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._jit import serializable, sized_jit
+from ..data import column_moments
 from ..enumerate import log_likelihood
 from ..errors import FitError, FitWarning, SpecError
 from ..model import Mixture, Params, Priors
@@ -26,7 +27,7 @@ from ..result import MAPResult
 from . import fisher
 from .init import INITS
 from .optim import adam, check_optimizer
-from .problem import check_init, check_seed, column_moments, problem, whole
+from .problem import check_init, check_seed, problem, whole
 
 __all__ = ["MAPTrace", "fit_map", "neg_log_joint_u"]
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 
 import numpy as np
 
-from ..data import as_data
+from ..data import as_data, column_moments
 from ..errors import PriorWarning, SpecError
 from ..model import Mixture, Priors, check_k, check_priors
 from .init import INITS
@@ -17,7 +16,6 @@ __all__ = [
     "auto_priors",
     "check_init",
     "check_seed",
-    "column_moments",
     "problem",
     "warn_if_priors_miss",
     "whole",
@@ -34,26 +32,20 @@ def problem(
     or a clear error."""
     x = as_data(data)
     model = Mixture(check_k(k, x.shape[0]), covariance, family, df)
-    priors = check_priors(auto_priors(priors, lambda: Priors.from_data(x)), x.shape[1])
-    warn_if_priors_miss(*column_moments(x), priors)
+    mean, sd = column_moments(x)
+    priors = check_priors(auto_priors(priors, mean, sd), x.shape[1])
+    warn_if_priors_miss(mean, sd, priors)
     return x, model, priors
 
 
-def auto_priors(priors: Priors | str, data_priors: Callable[[], Priors]) -> Priors:
-    """`priors`, with "auto" standing for `data_priors()` (`Priors.from_data`'s rule)."""
+def auto_priors(priors: Priors | str, mean: np.ndarray, sd: np.ndarray) -> Priors:
+    """`priors`, with "auto" standing for `Priors.from_data`'s rule at the data's column
+    (mean, sd) (D,)."""
     if isinstance(priors, str):
         if priors != "auto":
             raise SpecError(f"priors must be a bm.Priors or 'auto', got {priors!r}")
-        return data_priors()
+        return Priors.from_moments(mean, sd)
     return priors
-
-
-def column_moments(x: np.ndarray, chunk: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, sd) of the columns of x (N, D), each (D,), the squares summed a chunk of rows at
-    a time: no temporary of x's size (`x.std` makes one, 800 MB for 1e7 x 10 float64)."""
-    mean = x.mean(axis=0)
-    squares = sum(((x[i : i + chunk] - mean) ** 2).sum(axis=0) for i in range(0, len(x), chunk))
-    return mean, np.sqrt(squares / len(x))
 
 
 def warn_if_priors_miss(mean: np.ndarray, sd: np.ndarray, priors: Priors) -> None:
@@ -73,8 +65,8 @@ def warn_if_priors_miss(mean: np.ndarray, sd: np.ndarray, priors: Priors) -> Non
             f"column {j} of the data (mean {mean[j]:.3g}, sd {sd[j]:.3g}) lies far outside the "
             f"priors (locs ~ Normal({at(priors.locs_loc):.3g}, {at(priors.locs_scale):.3g}), "
             f"scale ~ LogNormal({at(priors.scale_loc):.3g}, {at(priors.scale_scale):.3g})): "
-            "they, not the data, will decide the fit. Use priors=bm.Priors.from_data(x) "
-            "(priors='auto' in fit_em) or priors that cover the data",
+            "they, not the data, will decide the fit. Use priors='auto' (bm.Priors.from_data(x)) "
+            "or priors that cover the data",
             PriorWarning,
             stacklevel=1,  # one location: shown once, however many fitters check the data
         )

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._jit import serializable
+from ..data import column_moments
 from ..errors import SpecError
 from .params import Params
 
@@ -59,8 +60,7 @@ class Priors(NamedTuple):
         1.5), i.e. a component's scale is a priori around half the data's spread, within a factor
         ~20 either way (95%); weights, correlations and df as the defaults.
         """
-        x = np.asarray(x, dtype=np.float64)
-        return cls.from_moments(x.mean(axis=0), x.std(axis=0), **overrides)
+        return cls.from_moments(*column_moments(np.asarray(x)), **overrides)
 
     @classmethod
     def from_moments(cls, mean: np.ndarray, sd: np.ndarray, **overrides) -> Priors:
