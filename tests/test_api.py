@@ -122,13 +122,21 @@ bm.sample_multistart(x, 2, priors="auto", chains=2, warmup=20, draws=20, map_ste
 bm.fit_meanfield(fit, x, steps=20)
 import jax; from bayesmix.simulate import sample_prior  # sample_smc's first draws (11 s whole)
 jax.jit(sample_prior, static_argnums=(1, 3, 4))(jax.random.key(0), fit.model, fit.priors, 2, (3,))
+z = (rng.normal(size=(100_000, 10)) + 4 * (rng.random((100_000, 1)) < 0.4)).astype(np.float32)
+fits = []
+for offset in (16, 32):  # where the rows lie in memory (it once changed float32 sums' grouping)
+    raw = np.zeros(z.nbytes + 128, np.uint8); at = -raw.ctypes.data % 64 + offset
+    moved = raw[at : at + z.nbytes].view(np.float32).reshape(z.shape); moved[:] = z
+    fits.append(bm.fit_em(moved, 4, covariance="diag"))
+assert np.array_equal(fits[0].losses, fits[1].losses), [len(f.losses) for f in fits]
 print(post.params.locs.dtype, fit.params.locs.dtype)
 """
 
 
 def test_a_float32_session_runs_every_function_without_a_warning():
     """Without JAX's float64 (a user's default; the tests run in float64), the API computes in
-    float32 and asks JAX for no float64 array (which JAX would truncate with a warning)."""
+    float32 and asks JAX for no float64 array (which JAX would truncate with a warning);
+    fit_em's answer does not depend on where the data lies in memory."""
     out = subprocess.run(
         [sys.executable, "-W", "error", "-c", FLOAT32_SESSION],
         capture_output=True, text=True, timeout=600,

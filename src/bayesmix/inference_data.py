@@ -10,6 +10,8 @@ out, for az.loo / az.waic). ``idata.to_netcdf(path)`` writes it to disk.
 from __future__ import annotations
 
 import json
+import warnings
+from types import ModuleType
 
 import numpy as np
 
@@ -17,7 +19,7 @@ from .data import as_data
 from .errors import SpecError
 from .result import Posterior, relabeled_params
 
-__all__ = ["to_inference_data"]
+__all__ = ["import_arviz", "to_inference_data"]
 
 _STATS = {
     "diverging": "diverging",
@@ -34,6 +36,16 @@ _SCALE_DIMS = {
 }
 
 
+def import_arviz() -> ModuleType:
+    """ArviZ, imported without its once-a-day notice of an upcoming refactor (a FutureWarning
+    that would reach every bayesmix user, and fail a session run with -W error)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "\\s*ArviZ is undergoing", FutureWarning)
+        import arviz
+
+    return arviz
+
+
 def to_inference_data(post: Posterior, data: object = None, *, relabel: str | None = "auto"):
     """An `arviz.InferenceData` of the posterior.
 
@@ -48,7 +60,7 @@ def to_inference_data(post: Posterior, data: object = None, *, relabel: str | No
     -------
     InferenceData; its posterior's attrs hold the model ("model", JSON) and the relabeling.
     """
-    import arviz as az
+    az = import_arviz()
 
     if not isinstance(post, Posterior):
         raise SpecError(f"expected a Posterior (from sample_nuts or sample_smc), got {post!r}")

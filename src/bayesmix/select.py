@@ -61,8 +61,9 @@ def posterior_criteria(post: Posterior, data: object) -> dict[str, float]:
     `pareto_k_max` (above 0.7 the LOO estimate is unreliable)."""
     import warnings
 
-    import arviz as az
+    from .inference_data import import_arviz
 
+    az = import_arviz()
     ll = pointwise_log_likelihood(post, data)
     idata = az.from_dict(posterior={"scale": post.params.scale}, log_likelihood={"x": ll})
     with warnings.catch_warnings():

@@ -148,6 +148,12 @@ class Segment(NamedTuple):
 #: rounding (1e-9 of it, or 256 ulps where it is float32: 300,000 rows summed in float32 moved
 #: by +-1 at 4.7e6); float32 statistics round ~1e-7 per row, the falls seen were 1-100 per row.
 FALL_PER_ROW = 1e-5
+#: Converged also when the objective moved by at most this many eps of itself: a float32 sum
+#: (statistics summed without 64-bit JAX) cannot resolve `tol` per row (300,000 rows at 4.7e6:
+#: an ulp is 0.5, tol x N 0.03), and its fixed point may alternate by 2 ulps for ever (a fit
+#: ran all 500 iterations). 16 eps stopped 60 (1e-5 relative) short of the best objective,
+#: 4 eps 20, 1 eps 10 (300,000 x 10, K = 4).
+CONVERGED_EPS = 4
 
 
 def _tail(model, priors, params, st, c, prev, prev_alive, it, tol_rows, n_rows):
@@ -155,9 +161,16 @@ def _tail(model, priors, params, st, c, prev, prev_alive, it, tol_rows, n_rows):
     prev_alive: the components alive at the previous objective (a pruning changes the
     objective's terms, so it is no fall)."""
     objective, new, change = update(model, params, st, c, priors)
-    converged = (it > 0) & (jnp.abs(objective - prev) <= tol_rows)
+    converged = (it > 0) & settled(objective, prev, tol_rows)
     fell = (it > 0) & (jnp.sum(params.weights > 0) == prev_alive) & falls(objective, prev, n_rows)
     return objective, new, change, converged & ~fell, fell
+
+
+def settled(objective: jnp.ndarray, prev: jnp.ndarray, tol_rows: float) -> jnp.ndarray:
+    """Whether `objective` is within `tol_rows` of `prev`, or within what its dtype resolves
+    (`CONVERGED_EPS`)."""
+    resolution = CONVERGED_EPS * jnp.finfo(objective.dtype).eps * jnp.abs(prev)
+    return jnp.abs(objective - prev) <= jnp.maximum(tol_rows, resolution)
 
 
 def falls(objective: jnp.ndarray, prev: jnp.ndarray, n_rows: int) -> jnp.ndarray:
@@ -180,16 +193,16 @@ def _host_tail(params, st, c, priors, prev, prev_alive, it, tol_rows, n_rows, *,
 
 @partial(sized_jit, static_argnames=("model", "moment", "block"))
 def _device_segment(
-    params, pieces, priors, prev, prev_alive, it, steps, tol_rows, n_rows, *, model, moment, block
+    params, ranges, priors, prev, prev_alive, it, steps, tol_rows, n_rows, *, model, moment, block
 ):
     """Up to `steps` (<= SEGMENT) whole EM iterations in one program, over the in-memory rows
-    `pieces` (a tuple of (N_i, D) arrays whose statistics add up): no round trip to the host
+    `ranges` ([(x (N_i, D), first, stop)], `device_ranges`): no round trip to the host
     between iterations (on a GPU that round trip, not the data, was most of an iteration)."""
     acc = accumulator_dtype()
 
     def iterate(params, prev, prev_alive, i):
-        c = _centre(params, pieces[0].dtype)
-        parts = [stats(params, x, x.shape[0], c, moment=moment, block=block) for x in pieces]
+        c = _centre(params, ranges[0][0].dtype)
+        parts = [stats(params, x, hi, c, lo, moment=moment, block=block) for x, lo, hi in ranges]
         st = jax.tree.map(lambda *v: sum(v[1:], v[0]), *parts)
         tail = _tail(model, priors, params, st, c, prev, prev_alive, it + i, tol_rows, n_rows)
         return (c, st) + tail
@@ -381,20 +394,34 @@ def _initial_params(
     return params, np.asarray(losses), int(best)
 
 
-def device_rows(x: np.ndarray) -> list[jax.Array]:
-    """x (N, D) as device arrays of consecutive rows, on the CPU the caller's memory itself
-    where it can be: JAX reads host memory in place only from a 64-byte aligned address, and
-    NumPy's large arrays start 16 bytes past one. The rows before the first aligned row (at
-    most 63) are copied, the rest are not; one copy of x where no row is aligned. Statistics
-    are sums over rows: the E-step adds those of the pieces."""
-    start = x.ctypes.data % 64
-    if jax.default_backend() != "cpu" or not x.flags.c_contiguous or start == 0 or len(x) < 64:
-        return [jax.device_put(x, may_alias=True)]
-    row = x.strides[0]
-    head = next((r for r in range(1, 64) if (start + r * row) % 64 == 0), None)
-    if head is None:
-        return [jax.device_put(x)]
-    return [jax.device_put(x[:head]), jax.device_put(x[head:], may_alias=True)]
+#: In-memory rows from this one on are the device's view of the caller's memory (CPU).
+HEAD_ROWS = 64
+
+
+def device_ranges(x: np.ndarray, k: int, block: int) -> list[tuple[jax.Array, int, int]]:
+    """x (N, D) as row ranges [(device array, first, stop)] whose statistics add up: one per
+    core (`row_ranges`), and on the CPU the caller's memory itself where it can be.
+
+    JAX reads host memory in place only from a 64-byte aligned address (NumPy's large arrays
+    start 16 bytes past one). The first `HEAD_ROWS` rows are a copy of their own range and the
+    rest are read in place from the first aligned row (one copy of x where no row is
+    aligned). The blocks and ranges lie at the same rows, whatever the address: float32 sums,
+    whose rounding depends on their grouping, are the same from one process to the next."""
+    n = len(x)
+    if jax.default_backend() != "cpu" or not x.flags.c_contiguous or n < HEAD_ROWS + block:
+        whole = jax.device_put(x, may_alias=True)
+        return [(whole, lo, hi) for lo, hi in row_ranges(n, k)]
+    start, row = x.ctypes.data % 64, x.strides[0]
+    aligned = next((r for r in range(HEAD_ROWS) if (start + r * row) % 64 == 0), None)
+    head = jax.device_put(x[:HEAD_ROWS], may_alias=False)
+    if aligned is None:
+        rest, aligned = jax.device_put(x, may_alias=False), 0
+    else:
+        rest = jax.device_put(x[aligned:], may_alias=True)
+    ranges = row_ranges(n - HEAD_ROWS, k)
+    return [(head, 0, HEAD_ROWS)] + [
+        (rest, HEAD_ROWS + lo - aligned, HEAD_ROWS + hi - aligned) for lo, hi in ranges
+    ]
 
 
 def _threaded_e_step(ranges: list, k: int, moment: str, block: int) -> Callable:
@@ -473,7 +500,8 @@ def fit_em(
         seed.
     init_params : start from these parameters (or a fit's) instead
     max_iter : E-steps at most
-    tol : converged when the objective changed by at most tol per row between iterations
+    tol : converged when the objective changed by at most tol per row between iterations (or
+        by `CONVERGED_EPS` times its dtype's eps relative, where that is larger: float32 sums)
     dtype : "auto" (float32 from a million values on, else the JAX default), "float32", "float64";
         statistics are always summed in float64 when 64-bit JAX is enabled
     columns : the columns to read from files or DataFrames (default: every column)
@@ -522,15 +550,14 @@ def fit_em(
     if source is not None:
         e_step = partial(source.stats, moment=moment, block=block, dtype=dt)
     else:
-        pieces = tuple(device_rows(np.asarray(x, dt)))
-        ranges = [(xd, lo, hi) for xd in pieces for lo, hi in row_ranges(len(xd), model.k)]
-        if len(ranges) > len(pieces):  # the rows split between the cores
+        ranges = device_ranges(np.asarray(x, dt), model.k, block)
+        if len({id(xd) for xd, _, _ in ranges}) < len(ranges):  # the rows split between cores
             e_step = _threaded_e_step(ranges, model.k, moment, block)
 
     def advance(p: Params, prev: float, alive: int, it: int, steps: int) -> Segment:
         if e_step is None:  # whole iterations in one program
             work = n * d * model.k * RUNS
-            return _device_segment(p, pieces, priors, prev, alive, it, steps, tol_rows, n,
+            return _device_segment(p, ranges, priors, prev, alive, it, steps, tol_rows, n,
                                    work=work, model=model, moment=moment, block=block)  # fmt: skip
         c = _centre(p, dt)
         st = e_step(p, np.asarray(c))
