@@ -151,9 +151,11 @@ def test_predict_parquet_in_and_out(saved, chunk_rows, temperature, monkeypatch)
     pq.write_table(pa.table({"value": np.array(NEW), "other": list("abcdefgh")}), tmp / "n.parquet")
     out = tmp / "o.parquet"
     args = ["--out", out, "--proba", "-q", "--temperature", temperature, "--seed", "5"]
-    result = _run("predict", model, tmp / "n.parquet", *args)
+    result = _run("predict", model, tmp / "n.parquet", *args, "--keep", "other")
     assert result.exit_code == 0, result.output
     table = pq.read_table(out).to_pydict()
+    assert list(table) == ["other", "label", "p0", "p1"]
+    assert table["other"] == list("abcdefgh")  # each row's own, whatever the chunks
     fit = bm.load(model).fit
     assert table["label"] == bm.predict(fit, NEW, temperature=int(temperature), seed=5).tolist()
     assert table["p1"] == bm.predict_proba(fit, NEW)[:, 1].tolist()  # exact
@@ -163,6 +165,8 @@ def test_predict_parquet_in_and_out(saved, chunk_rows, temperature, monkeypatch)
     csv = _read_csv(tmp / "o.csv")
     assert [int(v) for v in csv["label"]] == table["label"]
     assert [float(v) for v in csv["p1"]] == table["p1"]  # exact
+    result = _run("predict", model, new, "--out", "-", "--keep", "name")  # CSV in and out
+    assert result.output.splitlines()[:3] == ["name,label", '"r0",0', '"r1",1']
 
 
 def test_fit_within_a_memory_budget_equals_the_in_memory_fit(tmp_path):
@@ -252,6 +256,8 @@ def test_parquet_without_pyarrow_says_how_to_install_it(saved, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if it were not installed
     result = _run("predict", model, new, "--out", tmp / "x.parquet")
     assert result.exit_code == 1 and "pip install pyarrow" in result.output
+    result = _run("predict", model, new, "--out", tmp / "x.csv", "--keep", "name")
+    assert result.exit_code == 1 and "--keep needs pyarrow" in result.output
     in_memory = tmp / "in-memory.csv"
     assert _run("predict", model, new, "--out", in_memory, "--proba", "-q").exit_code == 0
     assert _read_csv(in_memory) == {k: [str(float(v)) if k != "label" else v for v in col]

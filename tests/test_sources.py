@@ -196,6 +196,39 @@ def test_streamed_prediction_equals_predict(data, files, tmp_path):
     assert all(("RLE_DICTIONARY" in e) == (name == "label") for name, e in encoded.items())
 
 
+def test_kept_columns_travel_with_their_rows(data, tmp_path):
+    """keep= copies other columns (an id, a name) beside the predictions, each row its own:
+    across files, row groups (500, 333) and chunks (300) that do not line up; from CSV as
+    text (leading zeros kept). Outputs' own names, repeats, unknown columns and arrays are
+    refused."""
+    n = len(data)
+    ids = [f"{i:05d}" for i in range(n)]
+    table = pa.table({"id": np.arange(n), "a": data[:, 0], "b": data[:, 1], "name": ids})
+    pq.write_table(table.slice(0, 1000), tmp_path / "p0.parquet", row_group_size=500)
+    pq.write_table(table.slice(1000), tmp_path / "p1.parquet", row_group_size=333)
+    pcsv.write_csv(table.set_column(0, "id", pa.array(ids)), tmp_path / "d.csv")
+    fit = fit_em(data, 3, max_iter=5)
+    for source, keep, want in [
+        ([tmp_path / "p0.parquet", tmp_path / "p1.parquet"], ["name", "id"], np.arange(n)),
+        (tmp_path / "d.csv", ["id"], np.array(ids)),
+    ]:
+        out = tmp_path / "m.parquet"
+        predict_to_parquet(fit, source, out, columns=["a", "b"], chunk_rows=300, keep=keep)
+        got = pq.read_table(out)
+        assert got.column_names == keep + ["label", "p0", "p1", "p2"]
+        np.testing.assert_array_equal(got["id"].to_numpy(), want)
+        np.testing.assert_array_equal(got["label"].to_numpy(), bm.predict(fit, data))
+    for keep, message in [
+        (["label"], "none of the output's own"),
+        (["id", "id"], "name each column once"),
+        (["nope"], "d.csv has no column 'nope'"),
+    ]:
+        with pytest.raises((bm.SpecError, bm.DataError), match=message):
+            predict_to_parquet(fit, tmp_path / "d.csv", out, columns=["a", "b"], keep=keep)
+    with pytest.raises(bm.SpecError, match="keep copies columns of Parquet or CSV files"):
+        predict_to_parquet(fit, data, out, keep=["id"])
+
+
 def test_row_groups_larger_than_the_budget_are_refused(tmp_path):
     path = tmp_path / "big-groups.parquet"
     pq.write_table(pa.table({"a": np.arange(1e6)}), path, row_group_size=1_000_000)

@@ -640,6 +640,12 @@ def select_command(
     help="Comma-separated data columns to use, in the model's column order "
     "(default: the model's own column names).",
 )
+@click.option(
+    "--keep",
+    default=None,
+    help="Comma-separated columns of the input to copy into the output before the "
+    "predictions, e.g. an id to join by (as stored; from CSV as text).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress messages.")
 @_clean_errors
 def predict_command(
@@ -650,18 +656,20 @@ def predict_command(
     proba: bool,
     seed: int,
     columns: str | None,
+    keep: str | None,
     quiet: bool,
 ) -> None:
     """Classify the rows of a CSV or Parquet file with a saved model.
 
-    Writes one row per input row, in order: `label` (the component) and, with --proba,
-    `p0` .. `p{K-1}` (the membership probabilities).
+    Writes one row per input row, in order: the --keep columns, `label` (the component) and,
+    with --proba, `p0` .. `p{K-1}` (the membership probabilities).
 
     \b
     Example:
         bayesmix fit train.csv --k 3 --save model.bmx
         bayesmix predict model.bmx new.csv --proba --out labels.csv
         bayesmix predict model.bmx new.parquet --temperature 1 --seed 7 --out draws.parquet
+        bayesmix predict model.bmx new.csv --keep id --out labels.csv
     """
     _enable_x64()
     from .data import read_table, table_columns
@@ -678,13 +686,16 @@ def predict_command(
             f"{saved.columns}"
         )
     hint = "; --columns a,b picks the file's columns for the model's"
+    kept = None if keep is None else [c.strip() for c in keep.split(",")]
     if importlib.util.find_spec("pyarrow") is not None:  # else CSV in memory
         # Chunk by chunk (read, classify, write), so the data may exceed the memory.
         table_columns(data, names, hint)  # the header's checks, in the words of this command
-        rows = _predict_chunks(saved.fit, data, out, names, proba, int(temperature), seed)
+        rows = _predict_chunks(saved.fit, data, out, names, proba, int(temperature), seed, kept)
         if not quiet and str(out) != "-":
             click.echo(f"Wrote {rows} rows to {out}", err=True)
         return
+    if kept:
+        raise SpecError("--keep needs pyarrow: pip install 'bayesmix[scale]'")
     x, _ = read_table(data, names, dim=saved.d, hint=hint)
     labels, probs = classify(saved.fit, x, temperature=int(temperature), seed=seed, proba=proba)
     table = {"label": labels}
@@ -706,19 +717,22 @@ def _predict_chunks(
     proba: bool = True,
     temperature: int = 0,
     seed: int = 0,
+    keep: list[str] | None = None,
 ) -> int:
     """`predict` to a Parquet or CSV file (or "-": CSV to standard output), one chunk of rows of
     `data` (a file or a source) at a time (the labels and probabilities of the whole-table
-    path, bit for bit)."""
+    path, bit for bit), after the columns `keep` of the files."""
     from .data import is_parquet, require_pyarrow
     from .serve.batch import classify
-    from .stream import model_source, write_tables
+    from .stream import kept_columns, model_source, write_tables
 
     pa, _ = require_pyarrow()
     csv = str(out) == "-" or not is_parquet(out)
     if str(out) != "-":
         _check_target(out)
     source = model_source(fit, data, columns=names)
+    written = ["label"] + ([f"p{j}" for j in range(fit.k)] if proba else [])
+    prepend = kept_columns(source, keep, written)
 
     def tables():
         for chunk in source.chunks():
@@ -733,7 +747,7 @@ def _predict_chunks(
             columns = {"label": labels}
             if probs is not None:
                 columns |= {f"p{j}": probs[:, j] for j in range(probs.shape[1])}
-            yield pa.table(columns)
+            yield prepend(pa.table(columns))
 
     empty = f"{source.name} is empty; give at least one row of numbers"
     return write_tables(out, tables(), empty, csv=csv)

@@ -407,6 +407,12 @@ class ParquetSource(Source):
                     )
 
     def _pieces(self) -> Iterator[tuple[str, np.ndarray]]:
+        for path, table in self._tables(self.columns):
+            for start in range(0, table.num_rows, self.chunk_rows):
+                yield path, _to_matrix(table.slice(start, self.chunk_rows))
+
+    def _tables(self, columns: list[str]) -> Iterator[tuple[str, object]]:
+        """(path, Arrow table of `columns`): one row group at a time, in row order."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -420,14 +426,20 @@ class ParquetSource(Source):
             done = 0
             for g in range(pf.metadata.num_row_groups):
                 try:
-                    table = pf.read_row_group(g, columns=self.columns, use_threads=False)
+                    table = pf.read_row_group(g, columns=columns, use_threads=False)
                 except (pa.ArrowException, OSError) as exc:
                     where = f" in row group {g + 1}, after row {done}"
                     raise _arrow_error(path, exc, where) from None
-                for start in range(0, table.num_rows, self.chunk_rows):
-                    yield path, _to_matrix(table.slice(start, self.chunk_rows))
+                yield path, table
                 done += table.num_rows
                 del table
+
+    def passthrough(self, columns: Sequence[str]) -> Iterator:
+        """Arrow tables of `columns` (as stored) in row order: other columns to copy beside
+        the predictions of the rows."""
+        schemas = (m.schema.to_arrow_schema().names for m in self._meta)
+        _file_columns(self.paths, columns, dict(zip(self.paths, schemas, strict=True)).get)
+        return (table for _, table in self._tables(list(columns)))
 
 
 def _to_matrix(batch) -> np.ndarray:
@@ -481,6 +493,27 @@ class CSVSource(Source):
                     raise _csv_error(path, self.columns, done, exc) from None
                 done += batch.num_rows
                 yield path, _to_matrix(batch)
+
+    def passthrough(self, columns: Sequence[str]) -> Iterator:
+        """Arrow tables of `columns` (as text) in row order: other columns to copy beside the
+        predictions of the rows."""
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+
+        _file_columns(self.paths, columns, _csv_header)
+        options = pcsv.ConvertOptions(
+            include_columns=list(columns), column_types={c: pa.string() for c in columns}
+        )
+
+        def tables():
+            for path in self.paths:
+                try:
+                    for batch in pcsv.open_csv(path, convert_options=options):
+                        yield pa.Table.from_batches([batch])
+                except pa.ArrowInvalid as exc:
+                    raise DataError(f"{path} could not be read: {exc}") from None
+
+        return tables()
 
 
 def _file_columns(

@@ -14,7 +14,7 @@ import io
 import math
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import jax
@@ -36,7 +36,7 @@ from .sources import (
     rows_for_budget,
 )
 
-__all__ = ["budget_rows", "model_source", "predict_to_parquet", "write_tables"]
+__all__ = ["budget_rows", "kept_columns", "model_source", "predict_to_parquet", "write_tables"]
 
 
 #: The memory of a prediction's chunk (inputs and outputs) when none is given.
@@ -64,6 +64,7 @@ def predict_to_parquet(
     dtype: str = "float32",
     temperature: float = 0.0,
     seed: int = 0,
+    keep: Sequence[str] | None = None,
 ) -> int:
     """Write the membership of every row of `data` to the Parquet file `path`; return the
     number of rows written.
@@ -72,7 +73,8 @@ def predict_to_parquet(
     MAP component at `temperature` 0; at 1 a draw from p(z_n | x_n, globals), whatever the
     chunks those of `bm.predict(fit, data, temperature=1, seed=seed)` in float64), `p0` ...
     `p{K-1}` (membership probabilities, with `probabilities`) and `log_density` (log p(x_n),
-    with `log_density`), one row per input row in input order.
+    with `log_density`), one row per input row in input order; first the columns `keep` of
+    the Parquet or CSV files `data` (as stored; CSV as text), e.g. an id to join by.
     `dtype` is the precision of the computation and of the written probabilities ("float32"
     or "float64").
     """
@@ -90,6 +92,7 @@ def predict_to_parquet(
         names += [f"p{j}" for j in range(fit.k)]
     if log_density:
         names.append("log_density")
+    prepend = kept_columns(source, keep, names)
 
     def tables():
         for chunk in source.chunks():
@@ -105,9 +108,45 @@ def predict_to_parquet(
                 arrays += [pa.array(prob[j, :n]) for j in range(fit.k)]
             if log_density:
                 arrays.append(pa.array(logp[:n]))
-            yield pa.Table.from_arrays(arrays, names=names)
+            yield prepend(pa.Table.from_arrays(arrays, names=names))
 
     return write_tables(path, tables(), f"{source.name} holds no rows; nothing to predict")
+
+
+def kept_columns(
+    source: Source, keep: Sequence[str] | None, written: Sequence[str]
+) -> Callable[[object], object]:
+    """prepend(table) -> the next table.num_rows rows of the columns `keep` of the files
+    `source` reads (as stored; CSV as text), then `table`'s columns: a prediction's rows with
+    their ids. Without `keep`, prepend returns the table."""
+    import pyarrow as pa
+
+    if not keep:
+        return lambda table: table
+    keep = list(keep)
+    if set(keep) & set(written) or len(set(keep)) < len(keep):
+        raise SpecError(
+            f"keep {keep}: name each column once, and none of the output's own {list(written)}"
+        )
+    if not hasattr(source, "passthrough"):
+        raise SpecError(
+            f"keep copies columns of Parquet or CSV files; {source.name} is not one (add the "
+            "columns to the predictions by row order)"
+        )
+    tables = source.passthrough(keep)
+    held: list = []
+
+    def prepend(table):
+        rows = sum(t.num_rows for t in held)
+        while rows < table.num_rows:
+            held.append(next(tables))
+            rows += held[-1].num_rows
+        whole = pa.concat_tables(held) if len(held) > 1 else held[0]
+        held[:] = [whole.slice(table.num_rows)]
+        kept = whole.slice(0, table.num_rows)
+        return pa.Table.from_arrays(kept.columns + table.columns, keep + table.column_names)
+
+    return prepend
 
 
 def budget_rows(budget: int, d: int, k: int) -> int:
