@@ -31,6 +31,13 @@ def test_data_frames_are_named_by_their_columns():
     frame = pd.DataFrame({"a": [0.0, 1.0, 5.0], "tag": ["x", "y", "z"], "b": [1.0, 2.0, 0.5]})
     with pytest.raises(bm.DataError, match=r"column 'tag' is not numeric .* data\[\['a', 'b'\]\]"):
         bm.fit_em(frame, 1)
+    # columns= picks a pandas DataFrame's columns by name, as it does a file's
+    fit = bm.fit_em(frame, 1, columns=["b", "a"])
+    np.testing.assert_allclose(fit.params.locs, bm.fit_em(frame[["b", "a"]], 1).params.locs)
+    with pytest.raises(bm.DataError, match=r"no column\(s\) \['c'\]; its columns are \['a', 'tag'"):
+        bm.fit_em(frame, 1, columns=["a", "c"])
+    with pytest.raises(bm.DataError, match=r"column 'tag' is not numeric .* encode it as numbers"):
+        bm.fit_em(frame[["tag"]], 1)
     frame = frame.drop(columns="tag").assign(b=[1.0, np.nan, 0.5])
     with pytest.raises(bm.DataError, match=r"\(nan\) in row 2, column 'b'"):
         bm.fit_em(frame, 1)

@@ -75,9 +75,14 @@ def as_data(
             text = [c for c in frame if not _numeric(x[c])]
             if text:
                 keep = [c for c in frame if c not in text]
+                fix = (
+                    f"select the numeric columns, e.g. data[{keep!r}]"
+                    if keep
+                    else "encode it as numbers first (e.g. one-hot); a mixture of Gaussians "
+                    "models numeric data"
+                )
                 raise DataError(
-                    f"{source} column {text[0]!r} is not numeric ({exc}); select the numeric "
-                    f"columns, e.g. data[{keep!r}]"
+                    f"{source} column {text[0]!r} is not numeric ({exc}); {fix}"
                 ) from None
         raise DataError(
             f"{source} is not numeric ({exc}); pass numbers only, one row per point"

@@ -623,6 +623,17 @@ def _is_dask(obj: object) -> bool:
     return type(obj).__module__.split(".")[0] in ("dask", "dask_expr")
 
 
+def select_columns(data: object, columns: Sequence[str] | None) -> tuple[object, object]:
+    """(data, columns) with a pandas DataFrame's `columns` selected, by name (files and Dask
+    collections select theirs while reading: returned as they are)."""
+    if columns is None or not type(data).__module__.startswith("pandas"):
+        return data, columns
+    have = list(getattr(data, "columns", []))
+    if missing := [c for c in columns if c not in have]:
+        raise DataError(f"the DataFrame has no column(s) {missing}; its columns are {have}")
+    return data[list(columns)], None
+
+
 def as_source(
     data: object,
     *,
@@ -649,7 +660,10 @@ def as_source(
 
         return DaskSource(data, columns=columns, chunk_rows=chunk_rows)
     if columns is not None:
-        raise SpecError("columns applies to files and DataFrames; select array columns yourself")
+        raise SpecError(
+            "columns applies to files and DataFrames (pandas or Dask); select array columns "
+            "yourself, e.g. x[:, [0, 2]]"
+        )
     if isinstance(data, np.memmap) or chunk_rows is not None or budget is not None:
         return ArraySource(data, chunk_rows=chunk_rows, memory_budget=budget)
     return None

@@ -34,6 +34,7 @@ from .sources import (
     Source,
     as_source,
     rows_for_budget,
+    select_columns,
 )
 
 __all__ = ["budget_rows", "kept_columns", "model_source", "predict_to_parquet", "write_tables"]
@@ -179,6 +180,7 @@ def model_source(
     d = fit.params.locs.shape[-1]
     if chunk_rows is None and budget is None:
         chunk_rows = budget_rows(PREDICT_BUDGET, d, fit.k)
+    data, columns = select_columns(data, columns)
     source = as_source(data, columns=columns, chunk_rows=chunk_rows, budget=budget)
     if source is None:
         source = ArraySource(data, chunk_rows=chunk_rows)

@@ -524,6 +524,7 @@ def fit_em(
 
     _check_options(n_init, init, max_iter, tol)
     check_seed(seed)
+    data, columns = sources.select_columns(data, columns)
     source = sources.as_source(data, columns=columns, chunk_rows=chunk_rows, budget=memory_budget)
     if source is None:
         x, scan = sources.as_matrix(data)
