@@ -5,7 +5,9 @@ samples in; the constrained globals are their images, so q is a product of logit
 log-normal and normal factors), fitted by maximizing the ELBO
 E_q[log p(globals(u), x) + log |J(u)|] + H[q] with reparameterized Monte Carlo gradients;
 the assignments are summed out exactly inside log p, as everywhere in bayesmix. It starts at a
-MAP fit (mu = the MAP, sigma small) and so describes the mode that fit found.
+MAP fit (mu = the MAP, sigma = 1 / sqrt of the log density's curvature there, Laplace's
+diagonal) and so describes the mode that fit found; it is fitted in units of those sigmas, so
+the data's units do not matter.
 
 Known limitation: mean-field q is under-dispersed. Minimizing KL(q || p) makes q fit inside
 one mode, ignores correlations between parameters and the posterior's heavy tails, and so
@@ -26,7 +28,7 @@ from .._jit import sized_jit
 from ..data import as_data
 from ..errors import FitError, SpecError
 from ..result import MAPResult, Posterior, posterior_diagnostics
-from .nuts import log_density_u
+from .nuts import inverse_curvature, log_density_u, unit_scales
 from .optim import adam, check_optimizer
 from .problem import check_seed, whole
 
@@ -43,18 +45,26 @@ def _meanfield_program(
 
     flat, unravel = ravel_pytree(u_map)
     dim = flat.size
+    # q is fitted in units of each coordinate's posterior sd, as the curvature at the MAP
+    # estimates it (Laplace's; beyond CURVATURE_MAX_P parameters the data's column sds), and
+    # starts there: in the data's units Adam's steps and q's starting sd suit data of sd ~1
+    # only (sd 1e-3: the locs' q ended 140 posterior sds wide).
+    value_and_grad = jax.value_and_grad(lambda f: log_density_u(unravel(f), model, x, priors))
+    grad = value_and_grad(flat)[1]
+    units = jnp.sqrt(inverse_curvature(value_and_grad, flat, grad, unit_scales(u_map, x)))
+    log_units = jnp.sum(jnp.log(units))
 
     def elbo_terms(mu, log_sigma, eps):
-        u = mu + jnp.exp(log_sigma) * eps  # (S, P)
+        u = (mu + jnp.exp(log_sigma) * eps) * units  # (S, P)
         logp = jax.vmap(lambda f: log_density_u(unravel(f), model, x, priors))(u)
-        return logp + jnp.sum(log_sigma) + 0.5 * dim * _LOG_2PI_E  # (S,)
+        return logp + jnp.sum(log_sigma) + log_units + 0.5 * dim * _LOG_2PI_E  # (S,)
 
     def loss(q, key):
         eps = jax.random.normal(key, (samples, dim), flat.dtype)
         return -jnp.mean(elbo_terms(q[0], q[1], eps))
 
     opt = adam(lr, b1, b2, final_lr, steps)
-    q0 = (flat, jnp.full((dim,), -3.0, flat.dtype))
+    q0 = (flat / units, jnp.zeros((dim,), flat.dtype))
     loss_grad = jax.value_and_grad(loss)
 
     def step(carry, key):
@@ -68,8 +78,10 @@ def _meanfield_program(
     mu, log_sigma = q
     final = elbo_terms(mu, log_sigma, jax.random.normal(k_elbo, (final_samples, dim), flat.dtype))
     eps = jax.random.normal(k_draw, (draws, dim), flat.dtype)
-    params = jax.vmap(lambda e: model.from_unconstrained(unravel(mu + jnp.exp(log_sigma) * e)))(eps)
-    return params, -losses, final, mu, jnp.exp(log_sigma)
+    params = jax.vmap(
+        lambda e: model.from_unconstrained(unravel((mu + jnp.exp(log_sigma) * e) * units))
+    )(eps)
+    return params, -losses, final, mu * units, jnp.exp(log_sigma) * units
 
 
 def fit_meanfield(

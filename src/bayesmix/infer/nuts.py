@@ -66,18 +66,25 @@ def _start(x, priors, chain, u_given, *, model, init):
     flat, unravel = jax.flatten_util.ravel_pytree(u_given)
     value_and_grad = jax.value_and_grad(lambda f: log_density_u(unravel(f), model, x, priors))
     value, grad = value_and_grad(flat)
-    units = unit_scales(u_given, x)  # steps and bounds in the chains' units
+    inverse = inverse_curvature(value_and_grad, flat, grad, unit_scales(u_given, x))
+    return u_given, value.astype(flat.dtype), unravel(grad), inverse.astype(flat.dtype)
+
+
+def inverse_curvature(value_and_grad, flat, grad, units):
+    """1 / |d^2 log p / du_i^2| (P,) at the flat position `flat` (its gradient `grad`), by
+    forward differences of the gradient (P passes), bounded to 1e-8..1e8 units^2 (flat or wild
+    directions) in the given `units` (P,) (`unit_scales`): units^2 above CURVATURE_MAX_P
+    parameters."""
     if flat.size > CURVATURE_MAX_P:
-        return u_given, value.astype(flat.dtype), unravel(grad), units**2
+        return units**2
     h = 1e-5 * (units + jnp.abs(flat))
     # One pass at a time: memory stays that of one gradient whatever the number of parameters.
     curvature = jax.lax.map(
         lambda i: (value_and_grad(flat.at[i].add(h[i]))[1][i] - grad[i]) / h[i],
         jnp.arange(flat.size),
     )
-    inverse = 1 / jnp.clip(jnp.abs(curvature) * units**2, 1e-8, 1e8)  # flat or wild: bounded
-    inverse = jnp.where(jnp.isfinite(inverse), inverse, 1.0) * units**2
-    return u_given, value.astype(flat.dtype), unravel(grad), inverse.astype(flat.dtype)
+    inverse = 1 / jnp.clip(jnp.abs(curvature) * units**2, 1e-8, 1e8)
+    return jnp.where(jnp.isfinite(inverse), inverse, 1.0) * units**2
 
 
 def unit_scales(u: Params, x: jnp.ndarray) -> jnp.ndarray:
