@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import bayesmix as bm
+from bayesmix.infer.units import unit_scales
 from exact_posterior import exact_functionals
 
 X = bm.SEED_DATA[:, 0]
@@ -125,7 +126,7 @@ def test_one_program_draws_what_blackjax_window_adaptation_then_nuts_draw():
     )
 
     # The chain samples z = u / units (the locs in units of the data's sd).
-    units = nuts.unit_scales(start[0], x)
+    units = unit_scales(start[0], x)
     unravel = jax.flatten_util.ravel_pytree(start[0])[1]
 
     def logdensity(z):
@@ -192,7 +193,7 @@ def test_many_parameters_start_from_the_unit_metric(monkeypatch):
     start, value and gradient (traced afresh: the cached program has the constant built in)."""
     import jax
 
-    from bayesmix.infer import nuts
+    from bayesmix.infer import nuts, units
     from bayesmix.infer.problem import problem
 
     data = np.random.default_rng(1).normal(size=(40, 2)) + np.repeat([[0, 0], [4, 1]], 20, 0)
@@ -204,9 +205,9 @@ def test_many_parameters_start_from_the_unit_metric(monkeypatch):
         )
 
     curved = start()
-    monkeypatch.setattr(nuts, "CURVATURE_MAX_P", 5)  # this model has 1 + 4 + 4 = 9
+    monkeypatch.setattr(units, "CURVATURE_MAX_P", 5)  # this model has 1 + 4 + 4 = 9
     unit = start()
-    np.testing.assert_array_equal(unit[3], nuts.unit_scales(unit[0], x) ** 2)
+    np.testing.assert_array_equal(unit[3], units.unit_scales(unit[0], x) ** 2)
     assert not np.allclose(curved[3], 1)
     for a, b in zip(jax.tree.leaves(unit[:3]), jax.tree.leaves(curved[:3]), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-10)

@@ -28,9 +28,10 @@ from .._jit import sized_jit
 from ..data import as_data
 from ..errors import FitError, SpecError
 from ..result import MAPResult, Posterior, posterior_diagnostics
-from .nuts import inverse_curvature, log_density_u, unit_scales
+from .nuts import log_density_u
 from .optim import adam, check_optimizer
 from .problem import check_seed, whole
+from .units import inverse_curvature, unit_scales
 
 __all__ = ["fit_meanfield"]
 
