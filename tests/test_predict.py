@@ -99,3 +99,27 @@ def test_any_batch_size(seed_fit, n):
 def test_bad_prediction_input(seed_fit, data, kwargs, message):
     with pytest.raises(bm.BayesmixError, match=message):
         bm.predict(seed_fit, data, **kwargs)
+
+
+def test_a_fit_reads_data_frames_by_the_names_it_was_fitted_on(tmp_path):
+    """A fit keeps the column names of the data frame (or files) it was fitted on: predict and
+    the other functions of a fit read a data frame's columns by name (its columns reordered
+    gave other labels, silently), arrays by position; save keeps the names; a missing name is
+    refused by name."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    a = np.r_[rng.normal(0, 1, 50), rng.normal(5, 1, 50)]
+    frame = pd.DataFrame({"a": a, "b": rng.normal(0, 0.5, 100)})
+    fit = bm.fit_em(frame, 2)
+    assert fit.columns == ("a", "b") and bm.fit_em(frame.to_numpy(), 2).columns is None
+    assert bm.fit_map(frame, 2, n_init=2, steps=5).columns == ("a", "b")
+    labels = bm.predict(fit, frame)
+    np.testing.assert_array_equal(bm.predict(fit, frame[["b", "a"]]), labels)
+    np.testing.assert_array_equal(bm.predict(fit, frame.to_numpy()), labels)
+    assert not np.array_equal(bm.predict(fit, frame[["b", "a"]].to_numpy()), labels)
+    np.testing.assert_array_equal(
+        bm.log_density(fit, frame[["b", "a"]]), bm.log_density(fit, frame)
+    )
+    with pytest.raises(bm.DataError, match=r"no column\(s\) \['a'\] of the \['a', 'b'\] the"):
+        bm.predict(fit, frame.rename(columns={"a": "A"}))
+    assert bm.load(bm.save(tmp_path / "m.bmx", fit)).columns == ["a", "b"]

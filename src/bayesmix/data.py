@@ -20,7 +20,10 @@ __all__ = [
     "LARGE",
     "SEED_DATA",
     "as_data",
+    "by_name",
     "column_moments",
+    "column_names",
+    "model_data",
     "csv_columns",
     "is_parquet",
     "read_csv",
@@ -47,6 +50,34 @@ def _numeric(column: object) -> bool:
     except (TypeError, ValueError):
         return False
     return True
+
+
+def column_names(x: object) -> tuple[str, ...] | None:
+    """The column names of a data frame (pandas, polars), else None."""
+    if hasattr(x, "columns") and hasattr(x, "to_numpy"):
+        return tuple(str(c) for c in x.columns)
+    return None
+
+
+def model_data(x: object, names: Sequence[str] | None, d: int) -> np.ndarray:
+    """`x` validated (N, D) for a fitted model of D columns named `names` (a fit's `columns`):
+    a data frame's columns by name, in that order; arrays by position."""
+    return as_data(by_name(x, names), for_fit=False, dim=d)
+
+
+def by_name(x: object, names: Sequence[str] | None) -> object:
+    """A data frame's columns `names`, in that order, by name; any other data as it is."""
+    have = column_names(x)
+    if names is None or have is None or have == tuple(names):
+        return x
+    lookup = dict(zip(have, x.columns, strict=True))
+    if missing := [c for c in names if c not in lookup]:
+        raise DataError(
+            f"the data frame has no column(s) {missing} of the {list(names)} the model was "
+            f"fitted on; its columns are {list(have)} (rename them, or pass an array, whose "
+            "columns are taken in order)"
+        )
+    return x[[lookup[c] for c in names]]
 
 
 def as_data(

@@ -139,6 +139,10 @@ class DaskSource(Source):
             return [f"column {c}" for c in self.columns]
         return [f"column {c!r}" for c in self.columns]
 
+    @property
+    def names(self) -> tuple[str, ...] | None:
+        return None if self._array else tuple(self.columns)
+
     def _where(self, i: int) -> tuple[str, int]:
         if self._offsets is None:
             return f"{self.name}, partition {i + 1} (rows counted within it)", 0

@@ -126,7 +126,8 @@ def save(
 
     fit: from `fit_map` (or `fit_em`), or a fitted `BayesianMixture` (its fit, and the
     DataFrame's column names it was fitted on); posterior: from `sample_nuts` on the same model,
-    or None; columns: the D column names (default x0, x1, ...); settings: JSON-ready options of
+    or None; columns: the D column names (default: the fit's `columns`, the names of the data
+    frame or files it was fitted on, else x0, x1, ...); settings: JSON-ready options of
     the fit, kept in the metadata.
     """
     if not isinstance(path, str | os.PathLike):
@@ -184,7 +185,7 @@ def dumps(
             f"got {type(posterior).__name__}"
         )
     k, d = (int(n) for n in np.shape(fit.params.locs))
-    columns = _check_columns(columns, d)
+    columns = _check_columns(fit.columns if columns is None else columns, d)
     if posterior is not None and np.shape(posterior.params.locs)[-2:] != (k, d):
         raise SpecError(
             f"the posterior has locs of shape {np.shape(posterior.params.locs)[-2:]} per draw but "

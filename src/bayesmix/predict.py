@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._jit import sized_jit
-from .data import as_data
+from .data import model_data
 from .enumerate import assign_from_logits, log_weighted, row_number
 from .errors import SpecError
 from .infer.problem import check_seed
@@ -57,7 +57,7 @@ def _run(fit: MAPResult, data: object, temperature: object, seed: object, first_
     """(labels, probabilities, log densities) of the rows of `data`; `first_row`: the number of
     its first row in a larger table (the temperature-1 draws depend on it)."""
     temperature, seed = check_draw(temperature, seed)
-    x = as_data(data, for_fit=False, dim=fit.params.locs.shape[-1])
+    x = model_data(data, fit.columns, fit.params.locs.shape[-1])
     n = x.shape[0]
     padded = max(8, 1 << (n - 1).bit_length())
     xp = np.concatenate([x, np.repeat(x[:1], padded - n, axis=0)])

@@ -27,7 +27,9 @@ __all__ = [
 @dataclass(frozen=True)
 class MAPResult:
     """A MAP fit of `model`: params (see `bayesmix.model.params` for shapes), the negative log
-    joint and the log likelihood at the MAP, and the loss and gradient norms per step."""
+    joint and the log likelihood at the MAP, and the loss and gradient norms per step.
+    `columns`: the names of the data's columns where it had them (a DataFrame, files): data
+    frames given to predict and the other functions of a fit are read by these names."""
 
     model: Mixture
     params: Params
@@ -40,6 +42,7 @@ class MAPResult:
     grad_norms: dict[str, np.ndarray]
     final_grad_norm: float
     converged: bool
+    columns: tuple[str, ...] | None = None
 
     @property
     def k(self) -> int:

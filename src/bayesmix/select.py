@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import jax
 import numpy as np
 
-from .data import as_data
+from .data import as_data, model_data
 from .errors import SpecError
 from .model import check_k
 from .predict import log_density, predict_proba
@@ -26,7 +26,7 @@ CRITERIA = ("bic", "aic", "icl")
 
 def criteria(fit: MAPResult, data: object) -> dict[str, float]:
     """BIC, AIC and ICL of a MAP fit on `data` (N, D), with log L and p."""
-    x = as_data(data, for_fit=False, dim=fit.params.locs.shape[-1])
+    x = model_data(data, fit.columns, fit.params.locs.shape[-1])
     n, d = x.shape
     p = fit.model.num_free_parameters(d)
     loglik = float(np.sum(log_density(fit, x)))

@@ -212,6 +212,11 @@ class Source:
         """The columns as messages name them."""
         return [f"column {c!r}" for c in self.columns]
 
+    @property
+    def names(self) -> tuple[str, ...] | None:
+        """The columns' names (None where they are only positions: arrays)."""
+        return tuple(self.columns)
+
     def _pieces(self) -> Iterator[tuple[str, np.ndarray]]:
         raise NotImplementedError
 
@@ -340,6 +345,8 @@ class ArraySource(Source):
     @property
     def labels(self) -> list[str]:
         return [f"column {j}" for j in range(self.x.shape[1])]
+
+    names = None
 
     def _pieces(self) -> Iterator[tuple[str, np.ndarray]]:
         for start in range(0, len(self.x), self.chunk_rows):

@@ -37,7 +37,7 @@ import numpy as np
 
 from .._jit import full_precision, serializable, sized_jit
 from .._threads import cores, thread_map
-from ..data import LARGE, column_moments
+from ..data import LARGE, column_moments, column_names
 from ..errors import FitError, FitWarning, SpecError
 from ..model import Init, Mixture, Params, Priors, check_k, check_priors
 from ..result import MAPResult
@@ -588,4 +588,5 @@ def fit_em(
         grad_norms={f: np.asarray(v) for f, v in changes.items()},
         final_grad_norm=float(grad) if np.all(np.asarray(params.weights) > 0) else math.nan,
         converged=converged,
+        columns=column_names(data) if source is None else source.names,
     )

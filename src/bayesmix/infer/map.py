@@ -20,7 +20,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from .._jit import serializable, sized_jit
-from ..data import column_moments
+from ..data import column_moments, column_names
 from ..enumerate import log_likelihood
 from ..errors import FitError, FitWarning, SpecError
 from ..model import Mixture, Params, Priors
@@ -210,4 +210,5 @@ def fit_map(
         grad_norms={f: np.asarray(getattr(trace.grad_norm, f)) for f in model.free_fields},
         final_grad_norm=float(np.sqrt(sum(float(v) ** 2 for v in jax.tree.leaves(final_g)))),
         converged=bool(change < tol),
+        columns=column_names(data),
     )

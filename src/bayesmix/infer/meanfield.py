@@ -25,7 +25,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from .._jit import sized_jit
-from ..data import as_data
+from ..data import model_data
 from ..errors import FitError, SpecError
 from ..result import MAPResult, Posterior, posterior_diagnostics
 from .nuts import log_density_u
@@ -120,7 +120,7 @@ def fit_meanfield(
             "the mean-field posterior starts from a fitted MAP: call bm.fit_map(x, k) first and "
             f"pass its result (got {type(fit).__name__})"
         )
-    x = as_data(data, for_fit=False, dim=fit.params.locs.shape[-1])
+    x = model_data(data, fit.columns, fit.params.locs.shape[-1])
     steps, *opt = check_optimizer(steps, learning_rate, betas, final_learning_rate)
     whole("samples", samples)
     whole("draws", draws)

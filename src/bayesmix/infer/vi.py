@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._jit import sized_jit
-from ..data import as_data
+from ..data import model_data
 from ..enumerate import log_weighted
 from ..errors import FitError
 from ..model import Params, Priors, log_prior
@@ -67,7 +67,7 @@ def fit_local(
     LocalPosterior with `probs` (N, K), rows summing to one, and the loss and gradient-norm
     trace (steps,).
     """
-    x = as_data(data, for_fit=False, dim=fit.params.locs.shape[-1])
+    x = model_data(data, fit.columns, fit.params.locs.shape[-1])
     steps, *opt = check_optimizer(steps, learning_rate, betas, final_learning_rate)
     params = jax.tree.map(np.asarray, fit.params)
     probs, losses, norms = jax.device_get(
