@@ -102,8 +102,8 @@ def test_bad_prediction_input(seed_fit, data, kwargs, message):
 
 
 def test_a_fit_reads_data_frames_by_the_names_it_was_fitted_on(tmp_path):
-    """A fit keeps the column names of the data frame (or files) it was fitted on: predict and
-    the other functions of a fit read a data frame's columns by name (its columns reordered
+    """A fit (or posterior) keeps the column names of the data frame (or files) it was fitted
+    on: predict and the other functions of a fit read a data frame's columns by name (its columns reordered
     gave other labels, silently), arrays by position; save keeps the names; a missing name is
     refused by name."""
     pd = pytest.importorskip("pandas")
@@ -123,3 +123,8 @@ def test_a_fit_reads_data_frames_by_the_names_it_was_fitted_on(tmp_path):
     with pytest.raises(bm.DataError, match=r"no column\(s\) \['a'\] of the \['a', 'b'\] the"):
         bm.predict(fit, frame.rename(columns={"a": "A"}))
     assert bm.load(bm.save(tmp_path / "m.bmx", fit)).columns == ["a", "b"]
+    post = bm.sample_nuts(frame, 2, chains=1, warmup=20, draws=10)  # and posteriors alike
+    assert post.columns == ("a", "b") and bm.relabel(post, frame).columns == ("a", "b")
+    np.testing.assert_array_equal(
+        bm.membership(post, frame[["b", "a"]]).mean, bm.membership(post, frame).mean
+    )

@@ -15,7 +15,7 @@ from types import ModuleType
 
 import numpy as np
 
-from .data import as_data
+from .data import model_data
 from .errors import SpecError
 from .result import Posterior, relabeled_params
 
@@ -66,7 +66,7 @@ def to_inference_data(post: Posterior, data: object = None, *, relabel: str | No
         raise SpecError(f"expected a Posterior (from sample_nuts or sample_smc), got {post!r}")
     if post.num_chains * post.num_draws == 0:
         raise SpecError("the posterior has no draws; sample with draws >= 1")
-    x = None if data is None else as_data(data, for_fit=False, dim=post.params.locs.shape[-1])
+    x = None if data is None else model_data(data, post.columns, post.params.locs.shape[-1])
     params, record = relabeled_params(post, x, relabel)
     model = post.model
     posterior = {"weights": params.weights, "locs": params.locs, "scale": params.scale}

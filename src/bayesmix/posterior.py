@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
-from .data import as_data
+from .data import as_data, by_name, model_data
 from .enumerate import log_responsibilities, log_weighted
 from .errors import SpecError
 from .model import Params
@@ -127,7 +127,7 @@ def membership(
     Without relabeling, label switching would average the components into each other.
     """
     _check(post, level)
-    x = as_data(data, for_fit=False, dim=post.params.locs.shape[-1])
+    x = model_data(data, post.columns, post.params.locs.shape[-1])
     params = post.params
     if relabel is not None:
         from .relabel import relabel as _relabel
@@ -141,7 +141,7 @@ def coclustering(post: Posterior, data: object) -> np.ndarray:
     """P(z_i = z_j | x) for every pair of rows of `data` (N, D): (N, N), symmetric, unit
     diagonal; invariant to the labels (no relabeling needed). N <= MAX_COCLUSTERING_POINTS."""
     _check(post, 0.5)
-    x = as_data(data, for_fit=False, dim=post.params.locs.shape[-1])
+    x = model_data(data, post.columns, post.params.locs.shape[-1])
     n = x.shape[0]
     if n > MAX_COCLUSTERING_POINTS:
         raise SpecError(
@@ -184,7 +184,7 @@ def predictive_density(post: Posterior, points: object, *, level: float = 0.9) -
     labels."""
     _check(post, level)
     d = post.params.locs.shape[-1]
-    pts = np.asarray(points, dtype=np.float64)
+    pts = np.asarray(by_name(points, post.columns), dtype=np.float64)
     pts = pts[:, None] if pts.ndim == 1 and d == 1 else pts
     pts = as_data(pts, for_fit=False, dim=d, source="points")
     mean, lower, upper = _over_points(_density, _flat(post.params), pts, level)

@@ -19,6 +19,7 @@ way to estimate label-symmetric functionals such as E[locs[0]] from chains that 
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from functools import partial
 
 import jax
@@ -26,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._jit import sized_jit
-from .data import as_data
+from .data import model_data
 from .enumerate import log_responsibilities
 from .errors import SpecError
 from .infer.problem import check_seed
@@ -160,7 +161,7 @@ def stephens_permutations(
     started from the ordering by the first loc coordinate; and a JSON-ready record of the run.
     Uses a fixed random subset of `max_points` rows when N is larger."""
     _check_draws(post)
-    x = as_data(data, for_fit=False, dim=post.params.locs.shape[-1])
+    x = model_data(data, post.columns, post.params.locs.shape[-1])
     if x.shape[0] > max_points:
         rows = np.sort(np.random.default_rng(seed).choice(x.shape[0], max_points, replace=False))
         x = x[rows]
@@ -218,10 +219,10 @@ def relabel(
         perms = order_permutations(post.params.locs, coordinate)
         record = {"method": "order", "coordinate": int(coordinate)}
     record["relabeled_fraction"] = float(np.mean(np.any(perms != np.arange(post.model.k), -1)))
-    new = Posterior(post.model, permute(post.params, perms, post.model), post.sampler)
+    new = replace(post, params=permute(post.params, perms, post.model), diagnostics={})
     diagnostics = posterior_diagnostics(new, relabel=None)
     diagnostics["relabeling"] = record
-    return Posterior(new.model, new.params, new.sampler, diagnostics)
+    return replace(new, diagnostics=diagnostics)
 
 
 def random_permutation(post: Posterior, seed: int = 0) -> Posterior:
@@ -234,6 +235,4 @@ def random_permutation(post: Posterior, seed: int = 0) -> Posterior:
     seed = check_seed(seed)
     shape = post.params.locs.shape[:2] + (post.model.k,)
     perms = np.argsort(np.random.default_rng(seed).random(shape), axis=-1)
-    return Posterior(
-        post.model, permute(post.params, perms, post.model), post.sampler, post.diagnostics
-    )
+    return replace(post, params=permute(post.params, perms, post.model))

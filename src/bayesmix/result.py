@@ -80,13 +80,14 @@ class Posterior:
     params: Params whose every field has two leading axes (chains, draws), e.g. weights
     (chains, draws, K), locs (chains, draws, K, D). `sampler` holds per-draw sampler
     statistics, each (chains, draws): diverging, acceptance_rate, num_steps, energy.
-    `diagnostics` comes from `posterior_diagnostics`.
+    `diagnostics` comes from `posterior_diagnostics`. `columns`: as `MAPResult.columns`.
     """
 
     model: Mixture
     params: Params
     sampler: dict[str, np.ndarray]
     diagnostics: dict = field(default_factory=dict)
+    columns: tuple[str, ...] | None = None
 
     @property
     def num_chains(self) -> int:

@@ -50,7 +50,7 @@ def pointwise_log_likelihood(post: Posterior, data: object) -> np.ndarray:
 
     from .enumerate import log_weighted
 
-    x = jnp.asarray(as_data(data, for_fit=False, dim=post.params.locs.shape[-1]))
+    x = jnp.asarray(model_data(data, post.columns, post.params.locs.shape[-1]))
     per_draw = jax.jit(jax.vmap(jax.vmap(lambda p: logsumexp(log_weighted(p, x), axis=-1))))
     return np.asarray(per_draw(jax.tree.map(jnp.asarray, post.params)))
 

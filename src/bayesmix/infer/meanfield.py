@@ -17,6 +17,7 @@ sd). Use it for quick, rough uncertainty; use NUTS or SMC for calibrated interva
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 
 import jax
@@ -153,6 +154,7 @@ def fit_meanfield(
         model,
         params,
         {"elbo": np.asarray(elbo), "q_loc": np.asarray(mu), "q_scale": np.asarray(sigma)},
+        columns=fit.columns,
     )
     diagnostics = posterior_diagnostics(post, x)
     diagnostics["elbo"] = float(np.mean(final))
@@ -162,4 +164,4 @@ def fit_meanfield(
         "one mode and ignores correlations and heavy tails). Use sample_nuts or sample_smc "
         "for calibrated uncertainty."
     ]
-    return Posterior(model, params, post.sampler, diagnostics)
+    return replace(post, diagnostics=diagnostics)

@@ -113,7 +113,7 @@ def sample_multistart(
             f"k={k}, covariance={covariance!r}, family={family!r}, df={df!r}: fit the same model"
         )
     post = sample_nuts(
-        x,
+        data,  # (its column names, where it has them)
         k,
         **model,
         chains=chains,

@@ -8,6 +8,7 @@ log-Jacobian of the constraining maps.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from operator import itemgetter
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from .._jit import sized_jit
 from .._threads import cores, thread_map
+from ..data import column_names
 from ..errors import FitError, SpecError
 from ..model import Init, Mixture, Params, Priors
 from ..result import Posterior, posterior_diagnostics
@@ -307,5 +309,6 @@ def sample_nuts(
             "num_steps": np.asarray(steps),
             "energy": np.asarray(energy),
         },
+        columns=column_names(data),
     )
-    return Posterior(**{**post.__dict__, "diagnostics": posterior_diagnostics(post, x)})
+    return replace(post, diagnostics=posterior_diagnostics(post, x))

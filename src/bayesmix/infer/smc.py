@@ -13,6 +13,7 @@ runs) and the spread of their evidence estimates are the checks.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from typing import NamedTuple
 
@@ -24,6 +25,7 @@ from blackjax.smc import adaptive_tempered, resampling, tempered
 from jax.flatten_util import ravel_pytree
 
 from .._jit import sized_jit
+from ..data import column_names
 from ..errors import FitError, SpecError
 from ..model import Priors, log_prior
 from ..result import Posterior, posterior_diagnostics
@@ -242,6 +244,7 @@ def sample_smc(
             "step_acceptance": np.asarray(step_acc),
             "acceptance_rate": np.asarray(accept),
         },
+        columns=column_names(data),
     )
     diagnostics = posterior_diagnostics(post, x)
     diagnostics["log_evidence"] = [float(v) for v in log_z]
@@ -252,4 +255,4 @@ def sample_smc(
             f"to {log_z.max():.2f}): some runs missed part of the posterior. Use more particles "
             "or mcmc_steps."
         )
-    return Posterior(model, params, post.sampler, diagnostics)
+    return replace(post, diagnostics=diagnostics)
