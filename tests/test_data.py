@@ -36,6 +36,10 @@ def test_data_frames_are_named_by_their_columns():
     np.testing.assert_allclose(fit.params.locs, bm.fit_em(frame[["b", "a"]], 1).params.locs)
     with pytest.raises(bm.DataError, match=r"no column\(s\) \['c'\]; its columns are \['a', 'tag'"):
         bm.fit_em(frame, 1, columns=["a", "c"])
+    assert bm.fit_em(frame, 1, columns="a").columns == ("a",)  # a string is one name
+    for bad in ([], ["a", "a"]):  # (an empty list failed deep inside, duplicates fitted twice)
+        with pytest.raises(bm.SpecError, match="columns must name each column once"):
+            bm.fit_em(frame, 1, columns=bad)
     with pytest.raises(bm.DataError, match=r"column 'tag' is not numeric .* encode it as numbers"):
         bm.fit_em(frame[["tag"]], 1)
     frame = frame.drop(columns="tag").assign(b=[1.0, np.nan, 0.5])

@@ -103,9 +103,9 @@ def test_bad_prediction_input(seed_fit, data, kwargs, message):
 
 def test_a_fit_reads_data_frames_by_the_names_it_was_fitted_on(tmp_path):
     """A fit (or posterior) keeps the column names of the data frame (or files) it was fitted
-    on: predict and the other functions of a fit read a data frame's columns by name (its columns reordered
-    gave other labels, silently), arrays by position; save keeps the names; a missing name is
-    refused by name."""
+    on: predict and the other functions of a fit read a data frame's columns by name (its
+    columns reordered gave other labels, silently), arrays by position; save keeps the names;
+    a missing name is refused by name."""
     pd = pytest.importorskip("pandas")
     rng = np.random.default_rng(0)
     a = np.r_[rng.normal(0, 1, 50), rng.normal(5, 1, 50)]

@@ -147,6 +147,9 @@ def test_wrong_or_text_columns_are_named(files, tmp_path):
         fit_em(files, 3, columns=["a", "c"])
     with pytest.raises(bm.DataError, match=r"column 'label' holds string, not numbers"):
         fit_em(files, 2)
+    for bad in ([], ["a", "a"]):  # (ZeroDivisionError, IndexError)
+        with pytest.raises(bm.SpecError, match="columns must name each column once"):
+            fit_em(files, 2, columns=bad)
     csv = tmp_path / "text.csv"
     csv.write_text("a,b\n1,2\n3,4\n5,oops\n7,8\n")
     with pytest.raises(

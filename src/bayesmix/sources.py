@@ -602,6 +602,7 @@ def open_source(
     chunk_rows : rows per chunk (default: 32 MB of float64 values); or memory_budget, bytes
     that one chunk may take while it is processed (which also bounds Parquet row groups).
     """
+    columns = check_columns(columns)
     if isinstance(paths, str | os.PathLike):
         p = Path(paths)
         paths = sorted(p.glob("*.parquet")) if p.is_dir() else [p]
@@ -630,9 +631,22 @@ def _is_dask(obj: object) -> bool:
     return type(obj).__module__.split(".")[0] in ("dask", "dask_expr")
 
 
+def check_columns(columns: object) -> list | None:
+    """`columns` as a list of distinct names (a string is one name), or SpecError."""
+    if columns is None:
+        return None
+    names = [columns] if isinstance(columns, str) else columns
+    if not isinstance(names, Sequence) or not names or len(set(names)) < len(names):
+        raise SpecError(
+            f"columns must name each column once, e.g. ['a', 'b'] (or one name), got {columns!r}"
+        )
+    return list(names)
+
+
 def select_columns(data: object, columns: Sequence[str] | None) -> tuple[object, object]:
-    """(data, columns) with a pandas DataFrame's `columns` selected, by name (files and Dask
-    collections select theirs while reading: returned as they are)."""
+    """(data, checked columns) with a pandas DataFrame's `columns` selected, by name (files
+    and Dask collections select theirs while reading: returned as they are)."""
+    columns = check_columns(columns)
     if columns is None or not type(data).__module__.startswith("pandas"):
         return data, columns
     have = list(getattr(data, "columns", []))
