@@ -148,29 +148,36 @@ class Segment(NamedTuple):
 #: rounding (1e-9 of it, or 256 ulps where it is float32: 300,000 rows summed in float32 moved
 #: by +-1 at 4.7e6); float32 statistics round ~1e-7 per row, the falls seen were 1-100 per row.
 FALL_PER_ROW = 1e-5
-#: Converged also when the objective moved by at most this many eps of itself: a float32 sum
-#: (statistics summed without 64-bit JAX) cannot resolve `tol` per row (300,000 rows at 4.7e6:
-#: an ulp is 0.5, tol x N 0.03), and its fixed point may alternate by 2 ulps for ever (a fit
-#: ran all 500 iterations). 16 eps stopped 60 (1e-5 relative) short of the best objective,
-#: 4 eps 20, 1 eps 10 (300,000 x 10, K = 4).
+#: Converged also when the objective moved by at most this many eps of itself (float32's
+#: where the data or the sums are float32): float32 sums cannot resolve `tol` per row (300,000
+#: rows at 4.7e6: an ulp is 0.5, tol x N 0.03), and the fixed point may alternate by 2 ulps
+#: for ever (a fit ran all 500 iterations; so did float32 data summed in float64, 20,000 x 50,
+#: whose objective moved by +-0.03 at 1.4e6). 16 eps stopped 60 (1e-5 relative) short of the
+#: best objective, 4 eps 20, 1 eps 10 (300,000 x 10, K = 4).
 CONVERGED_EPS = 4
 
 
-def _tail(model, priors, params, st, c, prev, prev_alive, it, tol_rows, n_rows):
+def _tail(model, priors, params, st, c, prev, prev_alive, it, tols, n_rows):
     """The M-step after an E-step: (objective, next params, change norms, converged, fell).
     prev_alive: the components alive at the previous objective (a pruning changes the
     objective's terms, so it is no fall)."""
     objective, new, change = update(model, params, st, c, priors)
-    converged = (it > 0) & settled(objective, prev, tol_rows)
+    converged = (it > 0) & settled(objective, prev, tols)
     fell = (it > 0) & (jnp.sum(params.weights > 0) == prev_alive) & falls(objective, prev, n_rows)
     return objective, new, change, converged & ~fell, fell
 
 
-def settled(objective: jnp.ndarray, prev: jnp.ndarray, tol_rows: float) -> jnp.ndarray:
-    """Whether `objective` is within `tol_rows` of `prev`, or within what its dtype resolves
-    (`CONVERGED_EPS`)."""
-    resolution = CONVERGED_EPS * jnp.finfo(objective.dtype).eps * jnp.abs(prev)
-    return jnp.abs(objective - prev) <= jnp.maximum(tol_rows, resolution)
+def settled(objective: jnp.ndarray, prev: jnp.ndarray, tols: tuple) -> jnp.ndarray:
+    """Whether `objective` is within tols = (absolute, relative) of `prev` (`convergence`)."""
+    absolute, relative = tols
+    return jnp.abs(objective - prev) <= jnp.maximum(absolute, relative * jnp.abs(prev))
+
+
+def convergence(tol: float, n_rows: int, dtype: np.dtype) -> tuple[float, float]:
+    """(absolute, relative) changes of the objective that count as converged: tol per row, or
+    `CONVERGED_EPS` eps of the coarser of the data's and the sums' dtypes, relative."""
+    eps = max(np.finfo(dtype).eps, np.finfo(accumulator_dtype()).eps)
+    return tol * n_rows, CONVERGED_EPS * float(eps)
 
 
 def falls(objective: jnp.ndarray, prev: jnp.ndarray, n_rows: int) -> jnp.ndarray:
@@ -181,10 +188,10 @@ def falls(objective: jnp.ndarray, prev: jnp.ndarray, n_rows: int) -> jnp.ndarray
 
 
 @partial(jax.jit, static_argnames=("model",))
-def _host_tail(params, st, c, priors, prev, prev_alive, it, tol_rows, n_rows, *, model) -> Segment:
+def _host_tail(params, st, c, priors, prev, prev_alive, it, tols, n_rows, *, model) -> Segment:
     """One iteration's `Segment` from statistics summed outside a compiled program."""
     objective, new, change, converged, fell = _tail(
-        model, priors, params, st, c, prev, prev_alive, it, tol_rows, n_rows
+        model, priors, params, st, c, prev, prev_alive, it, tols, n_rows
     )
     count = jnp.where(fell, 0, 1).astype(jnp.int32)
     return Segment(count, objective[None], jax.tree.map(lambda v: v[None], change), converged,
@@ -193,7 +200,7 @@ def _host_tail(params, st, c, priors, prev, prev_alive, it, tol_rows, n_rows, *,
 
 @partial(sized_jit, static_argnames=("model", "moment", "block"))
 def _device_segment(
-    params, ranges, priors, prev, prev_alive, it, steps, tol_rows, n_rows, *, model, moment, block
+    params, ranges, priors, prev, prev_alive, it, steps, tols, n_rows, *, model, moment, block
 ):
     """Up to `steps` (<= SEGMENT) whole EM iterations in one program, over the in-memory rows
     `ranges` ([(x (N_i, D), first, stop)], `device_ranges`): no round trip to the host
@@ -204,7 +211,7 @@ def _device_segment(
         c = _centre(params, ranges[0][0].dtype)
         parts = [stats(params, x, hi, c, lo, moment=moment, block=block) for x, lo, hi in ranges]
         st = jax.tree.map(lambda *v: sum(v[1:], v[0]), *parts)
-        tail = _tail(model, priors, params, st, c, prev, prev_alive, it + i, tol_rows, n_rows)
+        tail = _tail(model, priors, params, st, c, prev, prev_alive, it + i, tols, n_rows)
         return (c, st) + tail
 
     k, d = params.locs.shape
@@ -501,7 +508,8 @@ def fit_em(
     init_params : start from these parameters (or a fit's) instead
     max_iter : E-steps at most
     tol : converged when the objective changed by at most tol per row between iterations (or
-        by `CONVERGED_EPS` times its dtype's eps relative, where that is larger: float32 sums)
+        by `CONVERGED_EPS` eps of float32 relative, where that is larger and the data or the
+        sums are float32)
     dtype : "auto" (float32 from a million values on, else the JAX default), "float32", "float64";
         statistics are always summed in float64 when 64-bit JAX is enabled
     columns : the columns to read from files or DataFrames (default: every column)
@@ -546,7 +554,7 @@ def fit_em(
     moment = moment_kind(covariance)
     block = block_rows(model.k, d, moment)
 
-    tol_rows = tol * n
+    tols = convergence(tol, n, dt)
     e_step = None
     if source is not None:
         e_step = partial(source.stats, moment=moment, block=block, dtype=dt)
@@ -558,11 +566,11 @@ def fit_em(
     def advance(p: Params, prev: float, alive: int, it: int, steps: int) -> Segment:
         if e_step is None:  # whole iterations in one program
             work = n * d * model.k * RUNS
-            return _device_segment(p, ranges, priors, prev, alive, it, steps, tol_rows, n,
+            return _device_segment(p, ranges, priors, prev, alive, it, steps, tols, n,
                                    work=work, model=model, moment=moment, block=block)  # fmt: skip
         c = _centre(p, dt)
         st = e_step(p, np.asarray(c))
-        return _host_tail(p, st, c, priors, prev, alive, it, tol_rows, n, model=model)
+        return _host_tail(p, st, c, priors, prev, alive, it, tols, n, model=model)
 
     params, st, c, objectives, changes, converged = run_em(
         model,
