@@ -120,7 +120,7 @@ def test_a_fit_reads_data_frames_by_the_names_it_was_fitted_on(tmp_path):
     np.testing.assert_array_equal(
         bm.log_density(fit, frame[["b", "a"]]), bm.log_density(fit, frame)
     )
-    with pytest.raises(bm.DataError, match=r"no column\(s\) \['a'\] of the \['a', 'b'\] the"):
+    with pytest.raises(bm.DataError, match=r"no column\(s\) \['a'\] of \['a', 'b'\]; its"):
         bm.predict(fit, frame.rename(columns={"a": "A"}))
     assert bm.load(bm.save(tmp_path / "m.bmx", fit)).columns == ["a", "b"]
     post = bm.sample_nuts(frame, 2, chains=1, warmup=20, draws=10)  # and posteriors alike

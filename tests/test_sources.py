@@ -222,7 +222,7 @@ def test_kept_columns_travel_with_their_rows(data, tmp_path):
         np.testing.assert_array_equal(got["id"].to_numpy(), want)
         np.testing.assert_array_equal(got["label"].to_numpy(), bm.predict(fit, data))
     for keep, message in [
-        (["label"], "none of the output's own"),
+        (["label"], "names columns of the output's own"),
         (["id", "id"], "name each column once"),
         (["nope"], "d.csv has no column 'nope'"),
     ]:

@@ -23,9 +23,9 @@ __all__ = [
     "by_name",
     "column_moments",
     "column_names",
-    "model_data",
     "csv_columns",
     "is_parquet",
+    "model_data",
     "read_csv",
     "read_table",
     "require_pyarrow",
@@ -73,9 +73,8 @@ def by_name(x: object, names: Sequence[str] | None) -> object:
     lookup = dict(zip(have, x.columns, strict=True))
     if missing := [c for c in names if c not in lookup]:
         raise DataError(
-            f"the data frame has no column(s) {missing} of the {list(names)} the model was "
-            f"fitted on; its columns are {list(have)} (rename them, or pass an array, whose "
-            "columns are taken in order)"
+            f"the data frame has no column(s) {missing} of {list(names)}; its columns are "
+            f"{list(have)} (rename them, or pass an array, whose columns are taken in order)"
         )
     return x[[lookup[c] for c in names]]
 

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._threads import cores, prefetch, thread_map
-from .data import LARGE, MAX_ABS, as_data, separator_hint
+from .data import LARGE, MAX_ABS, as_data, by_name, column_names, separator_hint
 from .errors import DataError, SpecError
 from .infer.estep import RUNS, Stats, estep, row_ranges
 from .model import Params
@@ -644,15 +644,12 @@ def check_columns(columns: object) -> list | None:
 
 
 def select_columns(data: object, columns: Sequence[str] | None) -> tuple[object, object]:
-    """(data, checked columns) with a pandas DataFrame's `columns` selected, by name (files
-    and Dask collections select theirs while reading: returned as they are)."""
+    """(data, checked columns) with an in-memory data frame's `columns` selected, by name
+    (files and Dask collections select theirs while reading: returned as they are)."""
     columns = check_columns(columns)
-    if columns is None or not type(data).__module__.startswith("pandas"):
+    if columns is None or column_names(data) is None or _is_dask(data):
         return data, columns
-    have = list(getattr(data, "columns", []))
-    if missing := [c for c in columns if c not in have]:
-        raise DataError(f"the DataFrame has no column(s) {missing}; its columns are {have}")
-    return data[list(columns)], None
+    return by_name(data, columns), None
 
 
 def as_source(

@@ -33,6 +33,7 @@ from .sources import (
     ArraySource,
     Source,
     as_source,
+    check_columns,
     rows_for_budget,
     select_columns,
 )
@@ -124,11 +125,9 @@ def kept_columns(
 
     if not keep:
         return lambda table: table
-    keep = list(keep)
-    if set(keep) & set(written) or len(set(keep)) < len(keep):
-        raise SpecError(
-            f"keep {keep}: name each column once, and none of the output's own {list(written)}"
-        )
+    keep = check_columns(keep)
+    if set(keep) & set(written):
+        raise SpecError(f"keep {keep} names columns of the output's own {list(written)}")
     if not hasattr(source, "passthrough"):
         raise SpecError(
             f"keep copies columns of Parquet or CSV files; {source.name} is not one (add the "
