@@ -312,3 +312,21 @@ def test_priors_that_miss_the_data_are_warned_of_in_one_line(tmp_path):
     lines = [line for line in result.output.splitlines() if "far outside the priors" in line]
     assert len(lines) == 1 and lines[0].startswith("Warning: column 0 of the data")
     assert "PriorWarning" not in result.output  # not Python's warning format
+
+
+def test_pairwise_figure_names_the_columns_and_says_which_it_shows():
+    """The pairwise figure names its axes by the data's columns (it said "column 0" for a
+    file's named columns, also in `bayesmix fit`'s figures) and says when it shows only the
+    first columns."""
+    from bayesmix import plot
+
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 3)) + 4 * (rng.random((60, 1)) < 0.5)
+    fit = bm.fit_em(x, 2)
+    fig = plot.pairwise(fit, x, bm.predict(fit, x), max_dims=2, names=["sl", "sw", "pl"])
+    assert [ax.get_xlabel() for ax in fig.axes[2:]] == ["sl", "sw"]
+    assert [fig.axes[0].get_ylabel(), fig.axes[2].get_ylabel()] == ["sl", "sw"]
+    assert "(the first 2 of 3 columns)" in fig.get_suptitle()
+    named = bm.fit_em(pd.DataFrame(x, columns=["a", "b", "c"]), 2)  # the fit's own names
+    assert plot.pairwise(named, x, bm.predict(fit, x)).axes[-1].get_xlabel() == "c"

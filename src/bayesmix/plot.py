@@ -7,7 +7,7 @@ from threads and servers. The 1-D figures (density, assignments over a grid) nee
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -164,13 +164,26 @@ def _ellipse(ax, mean: np.ndarray, cov: np.ndarray, color: str) -> None:
     pts = mean[:, None] + vecs @ (
         2 * np.sqrt(np.maximum(vals, 0))[:, None] * [np.cos(t), np.sin(t)]
     )
-    ax.plot(pts[0], pts[1], "-", color=color, lw=1.5)
+    ax.plot(pts[0], pts[1], "-", color=color, lw=3.5, zorder=3)
+    ax.plot(pts[0], pts[1], "-", color="black", lw=1, zorder=3)  # seen over its own points
 
 
-def pairwise(fit: MAPResult, x: np.ndarray, labels: np.ndarray, max_dims: int = 4) -> Figure:
+def _column_names(names: Sequence[str] | None, d: int) -> list[str]:
+    return list(names) if names is not None else [f"column {j}" for j in range(d)]
+
+
+def pairwise(
+    fit: MAPResult,
+    x: np.ndarray,
+    labels: np.ndarray,
+    max_dims: int = 4,
+    names: Sequence[str] | None = None,
+) -> Figure:
     """Scatter of every pair of the first `max_dims` columns, coloured by MAP component, with
-    each component's 2-sigma ellipse (its covariance projected on the pair). x: (N, D)."""
+    each component's 2-sigma ellipse (its covariance projected on the pair). x: (N, D); names:
+    the D column names (default: the fit's `columns`, else "column j")."""
     d = min(x.shape[1], max_dims)
+    names = _column_names(names or fit.columns, x.shape[1])
     chol = np.asarray(covariance_cholesky(fit.params))
     covs = chol @ np.swapaxes(chol, -1, -2)
     fig = Figure(figsize=(3 * d, 3 * d), dpi=100, facecolor="white", layout="tight")
@@ -187,16 +200,20 @@ def pairwise(fit: MAPResult, x: np.ndarray, labels: np.ndarray, max_dims: int = 
                     sub = np.ix_([j, i], [j, i])
                     _ellipse(ax, fit.params.locs[k, [j, i]], covs[k][sub], f"C{k}")
             if i == d - 1:
-                ax.set_xlabel(f"column {j}")
+                ax.set_xlabel(names[j])
             if j == 0:
-                ax.set_ylabel(f"column {i}")
-    fig.suptitle("Data by MAP component, with 2-sigma ellipses")
+                ax.set_ylabel(names[i])
+    shown = f"\n(the first {d} of {x.shape[1]} columns)" if d < x.shape[1] else ""
+    fig.suptitle(f"Data by MAP component, with 2-sigma ellipses{shown}")
     return fig
 
 
-def membership_uncertainty(x: np.ndarray, probs: np.ndarray) -> Figure:
+def membership_uncertainty(
+    x: np.ndarray, probs: np.ndarray, names: Sequence[str] | None = None
+) -> Figure:
     """Uncertainty of membership 1 - max_k p(z_n = k | x_n) over the first two columns (or
-    against the value for 1-D data). x: (N, D); probs: (N, K)."""
+    against the value for 1-D data). x: (N, D); probs: (N, K); names: the D column names."""
+    names = _column_names(names, x.shape[1])
     unc = 1.0 - probs.max(axis=1)
     fig, ax = _figure(7, 5)
     y = x[:, 1] if x.shape[1] > 1 else np.zeros(len(x))
@@ -205,8 +222,8 @@ def membership_uncertainty(x: np.ndarray, probs: np.ndarray) -> Figure:
     )
     fig.colorbar(points, ax=ax, label="1 - max membership probability")
     ax.set(
-        xlabel="column 0",
-        ylabel="column 1" if x.shape[1] > 1 else "",
+        xlabel=names[0],
+        ylabel=names[1] if x.shape[1] > 1 else "",
         title="Membership uncertainty",
     )
     return fig

@@ -273,9 +273,9 @@ def figures(w: Workflow) -> dict:
     }
     if w.posterior is not None:
         figs["trace.png"] = plot.trace(w.posterior)
-    figs["membership_uncertainty.png"] = plot.membership_uncertainty(w.x, w.probs)
+    figs["membership_uncertainty.png"] = plot.membership_uncertainty(w.x, w.probs, w.columns)
     if w.x.shape[1] > 1:
-        figs["pairwise.png"] = plot.pairwise(w.fit, w.x, w.labels)
+        figs["pairwise.png"] = plot.pairwise(w.fit, w.x, w.labels, names=w.columns)
     if w.grid is not None:
         figs["mixture_density.png"] = plot.mixture_density(w.fit, w.x, w.grid)
         figs["map_assignment.png"] = plot.map_assignment(w.grid, w.grid_labels)
