@@ -24,6 +24,7 @@ __all__ = [
     "column_moments",
     "column_names",
     "csv_columns",
+    "data_files",
     "is_parquet",
     "model_data",
     "read_csv",
@@ -54,9 +55,11 @@ def _numeric(column: object) -> bool:
 
 def column_names(x: object) -> tuple[str, ...] | None:
     """The column names of a data frame (pandas, polars), else None."""
-    if hasattr(x, "columns") and hasattr(x, "to_numpy"):
-        return tuple(str(c) for c in x.columns)
-    return None
+    return tuple(str(c) for c in x.columns) if _is_frame(x) else None
+
+
+def _is_frame(x: object) -> bool:
+    return hasattr(x, "columns") and hasattr(x, "to_numpy")
 
 
 def model_data(x: object, names: Sequence[str] | None, d: int) -> np.ndarray:
@@ -93,7 +96,7 @@ def as_data(
     point). `columns` names the columns in messages; `source` names where the data came from.
     `for_fit` also requires two rows and no constant column; `dim` requires D == dim.
     """
-    frame = list(x.columns) if hasattr(x, "columns") and hasattr(x, "to_numpy") else None
+    frame = list(x.columns) if _is_frame(x) else None
     if frame is not None and columns is None:  # a data frame (pandas, polars): its names
         columns = [f"column {c!r}" for c in frame]
     if np.iscomplexobj(x):  # NumPy would drop the imaginary parts with a warning
@@ -220,6 +223,16 @@ def read_csv(
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
+def data_files(path: str | os.PathLike[str]) -> list[Path]:
+    """[path], or for a folder its `*.parquet` files in name order (read as one table)."""
+    path = Path(path)
+    if not path.is_dir():
+        return [path]
+    if files := sorted(path.glob("*.parquet")):
+        return files
+    raise DataError(f"the folder {path} holds no .parquet files; give a CSV or Parquet file")
+
+
 def is_parquet(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() in PARQUET_SUFFIXES
 
@@ -244,9 +257,7 @@ def _parquet_columns(path: Path, hint: str = "") -> tuple[list[str], Columns]:
     """(header, read) of a Parquet file or a folder of them (its `*.parquet` files, as one
     table), as `csv_columns`."""
     pa, pq = require_pyarrow()
-    files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
-    if not files:
-        raise DataError(f"the folder {path} holds no .parquet files; give a CSV or Parquet file")
+    files = data_files(path)
     try:
         header = list(pq.read_schema(files[0]).names)
     except (pa.ArrowException, OSError) as exc:

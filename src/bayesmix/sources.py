@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import NamedTuple
 
 import jax
@@ -29,7 +28,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._threads import cores, prefetch, thread_map
-from .data import LARGE, MAX_ABS, as_data, by_name, column_names, separator_hint
+from .data import (
+    LARGE,
+    MAX_ABS,
+    as_data,
+    by_name,
+    column_names,
+    data_files,
+    separator_hint,
+)
 from .errors import DataError, SpecError
 from .infer.estep import RUNS, Stats, estep, row_ranges
 from .model import Params
@@ -604,10 +611,7 @@ def open_source(
     """
     columns = check_columns(columns)
     if isinstance(paths, str | os.PathLike):
-        p = Path(paths)
-        paths = sorted(p.glob("*.parquet")) if p.is_dir() else [p]
-        if not paths:
-            raise DataError(f"the folder {p} holds no .parquet files")
+        paths = data_files(paths)
     paths = [os.fspath(p) for p in paths]
     if not paths:
         raise DataError("no files given; pass at least one Parquet or CSV file")

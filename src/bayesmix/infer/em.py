@@ -39,7 +39,7 @@ from .._jit import full_precision, serializable, sized_jit
 from .._threads import cores, thread_map
 from ..data import LARGE, column_moments, column_names
 from ..errors import FitError, FitWarning, SpecError
-from ..model import Init, Mixture, Params, Priors, check_k, check_priors
+from ..model import Init, Mixture, Params, Priors, check_k
 from ..result import MAPResult
 from .estep import (
     RUNS,
@@ -55,13 +55,7 @@ from .estep import (
 from .init import INITS
 from .map import neg_log_joint_u
 from .mstep import expected_log_joint, update
-from .problem import (
-    auto_priors,
-    check_init,
-    check_seed,
-    warn_if_priors_miss,
-    whole,
-)
+from .problem import check_init, check_seed, data_priors, whole
 
 __all__ = ["FitInterrupted", "LARGE", "fit_em", "resolve_dtype"]
 
@@ -541,9 +535,7 @@ def fit_em(
         scan = source.scan()
         n, d = scan.rows, scan.mean.shape[0]
     model = Mixture(check_k(k, n), covariance, family, df)
-    mean, sd = column_moments(x) if scan is None else (scan.mean, scan.sd)
-    priors = check_priors(auto_priors(priors, mean, sd), d)
-    warn_if_priors_miss(mean, sd, priors)
+    priors = data_priors(priors, *(column_moments(x) if scan is None else (scan.mean, scan.sd)))
     whole("init_sample", init_sample, 2)
     dt = resolve_dtype(dtype, n * d)
     idx = sample_indices(n, max(init_sample, model.k), seed)

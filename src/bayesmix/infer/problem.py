@@ -13,9 +13,9 @@ from .init import INITS
 
 __all__ = [
     "MAX_SEED",
-    "auto_priors",
     "check_init",
     "check_seed",
+    "data_priors",
     "problem",
     "warn_if_priors_miss",
     "whole",
@@ -32,19 +32,18 @@ def problem(
     or a clear error."""
     x = as_data(data)
     model = Mixture(check_k(k, x.shape[0]), covariance, family, df)
-    mean, sd = column_moments(x)
-    priors = check_priors(auto_priors(priors, mean, sd), x.shape[1])
-    warn_if_priors_miss(mean, sd, priors)
-    return x, model, priors
+    return x, model, data_priors(priors, *column_moments(x))
 
 
-def auto_priors(priors: Priors | str, mean: np.ndarray, sd: np.ndarray) -> Priors:
-    """`priors`, with "auto" standing for `Priors.from_data`'s rule at the data's column
-    (mean, sd) (D,)."""
+def data_priors(priors: Priors | str, mean: np.ndarray, sd: np.ndarray) -> Priors:
+    """`priors` checked for data of these column means and sds (D,): "auto" stands for
+    `Priors.from_data`'s rule; a PriorWarning where they cannot cover the data."""
     if isinstance(priors, str):
         if priors != "auto":
             raise SpecError(f"priors must be a bm.Priors or 'auto', got {priors!r}")
-        return Priors.from_moments(mean, sd)
+        priors = Priors.from_moments(mean, sd)
+    priors = check_priors(priors, len(mean))
+    warn_if_priors_miss(mean, sd, priors)
     return priors
 
 
