@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._jit import full_precision, serializable, sized_jit
+from .._jit import serializable, sized_jit
 from .._threads import cores, thread_map
 from ..data import LARGE, column_moments, column_names
 from ..errors import FitError, FitWarning, SpecError
@@ -95,9 +95,8 @@ def _init_program(x, priors, key, *, model, n_init, init):
     return losses, best, model.from_unconstrained(jax.tree.map(lambda leaf: leaf[best], u0))
 
 
-@partial(jax.jit, static_argnames=("model",))
-@full_precision
-def _final_gradient_norm(model, params, st, c, priors):
+@partial(sized_jit, static_argnames=("model",))
+def _final_gradient_norm(params, st, c, priors, *, model):
     """|d(-log joint)/du| at params, in the unconstrained space, by Fisher's identity from the
     statistics of the E-step at params (no extra pass over the data)."""
 
@@ -181,7 +180,7 @@ def falls(objective: jnp.ndarray, prev: jnp.ndarray, n_rows: int) -> jnp.ndarray
     return objective < prev - (FALL_PER_ROW * n_rows + rounding)
 
 
-@partial(jax.jit, static_argnames=("model",))
+@partial(sized_jit, static_argnames=("model",))
 def _host_tail(params, st, c, priors, prev, prev_alive, it, tols, n_rows, *, model) -> Segment:
     """One iteration's `Segment` from statistics summed outside a compiled program."""
     objective, new, change, converged, fell = _tail(
@@ -562,7 +561,7 @@ def fit_em(
                                    work=work, model=model, moment=moment, block=block)  # fmt: skip
         c = _centre(p, dt)
         st = e_step(p, np.asarray(c))
-        return _host_tail(p, st, c, priors, prev, alive, it, tols, n, model=model)
+        return _host_tail(p, st, c, priors, prev, alive, it, tols, n, work=0, model=model)
 
     params, st, c, objectives, changes, converged = run_em(
         model,
@@ -575,7 +574,7 @@ def fit_em(
         progress=progress,
         callback=callback,
     )
-    grad = _final_gradient_norm(model, params, st, c, priors)
+    grad = _final_gradient_norm(params, st, c, priors, work=0, model=model)
     return MAPResult(
         model=model,
         params=jax.tree.map(np.asarray, params),
