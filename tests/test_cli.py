@@ -115,6 +115,8 @@ def test_fit_on_a_csv(tmp_path, option):
         ("", [], "is empty"),
         ("x\n1\nnan\n3\n", [], "non-finite"),
         ("x\n1\nabc\n", [], "'abc' is not a number"),
+        ("x,y\n1,2\n3,\n5,6\n", [], "line 3, column 'y': a missing value (''); bayesmix fits"),
+        ("x,y\n1,2\n3,NA\n5,6\n", [], "a missing value ('NA'); bayesmix fits complete rows"),
         ("x\n1\n", [], "single row"),
         ("x\n1\n2\n", ["--k", "3"], "K <= 2"),
         ("x\n4\n4\n4\n", [], "constant"),

@@ -222,6 +222,7 @@ def test_predict_to_stdout_and_with_other_column_names(saved):
         ("other\n1\n", [], "its columns are ['other']"),
         ("value\n1\nnan\n", [], "value (nan) in row 2"),
         ("value\n1\nabc\n", [], "column 'value': 'abc' is not a number"),
+        ("value\n1\nNA\n", [], "missing value"),
         ("value\n", [], "is empty"),
         ("value\n1\n", ["--columns", "a,b"], "--columns names 2 column(s)"),
         ("value\n1\n", ["--temperature", "0.5"], "'0.5' is not one of '0', '1'"),

@@ -325,12 +325,26 @@ def csv_columns(path: str | os.PathLike[str], hint: str = "") -> tuple[list[str]
                     out[i, k] = float(row[j])
                 except ValueError:
                     raise DataError(
-                        f"{path}, line {i + 2}, column {header[j]!r}: {row[j]!r} is not a number"
-                        + hint
+                        f"{path}, line {i + 2}, column {header[j]!r}: {not_a_number(row[j], hint)}"
                     ) from None
         return out
 
     return header, read
+
+
+# What CSV writers put for a missing value (pandas' NA spellings that float() does not read).
+_MISSING = {"", "na", "n/a", "#n/a", "null", "none", "<na>", "nil"}
+
+
+def not_a_number(value: str, hint: str) -> str:
+    """The end of the message for a CSV field that is not a number: a missing value (empty or
+    NA) asks for complete rows, as a NaN does; anything else is a non-number, plus `hint`."""
+    if value.strip().lower() in _MISSING:
+        return (
+            f"a missing value ({value!r}); bayesmix fits complete rows: remove or impute the "
+            "rows with missing values"
+        )
+    return f"{value!r} is not a number{hint}"
 
 
 def separator_hint(header: Sequence[str]) -> str:

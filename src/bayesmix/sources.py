@@ -35,6 +35,7 @@ from .data import (
     by_name,
     column_names,
     data_files,
+    not_a_number,
     separator_hint,
 )
 from .errors import DataError, SpecError
@@ -582,8 +583,8 @@ def _csv_error(path: str, columns: list[str], done: int, exc: Exception) -> Data
                     if v is None:
                         continue
                     return DataError(
-                        f"{path}, line {row + i + 2} (row {row + i + 1}), column {col!r}: {v!r} "
-                        "is not a number" + separator_hint(columns)
+                        f"{path}, line {row + i + 2} (row {row + i + 1}), column {col!r}: "
+                        + not_a_number(v, separator_hint(columns))
                     )
         row += batch.num_rows
     return DataError(f"{path} could not be read as numbers after row {done}: {exc}")
