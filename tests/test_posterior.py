@@ -175,6 +175,22 @@ def test_figures_show_the_summaries():
     assert fig.axes[0].images[0].get_array().shape == (5, 5)
 
 
+def test_trace_shows_the_components_relabeled_as_the_summary():
+    """In the trace, a colour is one component in every chain (as in the relabeled summary):
+    with chain 1's labels swapped, its raw draws showed loc -2 as component 1."""
+    p = _draws(2, 50)
+    swapped = bm.Params(*(np.concatenate([v[:1], v[1:, :, ::-1]]) for v in p[:3]))
+    post = bm.Posterior(MODEL, swapped, {}, columns=["height"])
+    x = np.array([[-2.0], [-1.5], [3.0], [2.5]])
+    for data in (x, None):  # Stephens' relabeling, or the order of the locs
+        fig = plot.trace(post, data)
+        first = [ax.lines[0].get_ydata() for ax in fig.axes]
+        assert [np.mean(v) for v in first] == pytest.approx([-2, -2], abs=0.2)
+    x2 = np.c_[x, x]
+    post2 = bm.Posterior(bm.Mixture(2), _draws2d(), {}, columns=["a", "b"])
+    assert "of a during NUTS" in plot.trace(post2, x2).axes[0].get_title()
+
+
 def _draws2d() -> bm.Params:
     rng = np.random.default_rng(5)
     return bm.Params(

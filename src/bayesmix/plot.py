@@ -142,16 +142,26 @@ def posterior_locs(post: Posterior) -> Figure:
     return fig
 
 
-def trace(post: Posterior) -> Figure:
-    """Trace of every component's first loc coordinate, one panel row per chain."""
+def trace(post: Posterior, data: object = None, names: Sequence[str] | None = None) -> Figure:
+    """Trace of every component's first loc coordinate (named in the title where D > 1), one
+    panel row per chain, the components relabeled as the posterior's summary is (Stephens'
+    algorithm on `data` (N, D), else ordered by that coordinate): a colour is one component
+    in every chain. names: the D column names (default: the posterior's `columns`)."""
+    from .result import relabeled_params
+
+    locs = relabeled_params(post, data, "auto")[0].locs
+    column = _column_names(names or post.columns, locs.shape[-1])[0]
     chains = post.num_chains
     fig = Figure(figsize=(8, 1.2 + 1.8 * chains), dpi=100, facecolor="white", layout="tight")
     axes = fig.subplots(chains, 1, squeeze=False, sharex=True)[:, 0]
     for c, ax in enumerate(axes):
         for j in range(post.model.k):
-            ax.plot(post.params.locs[c, :, j, 0], lw=0.7, label=f"loc of component {j}")
+            ax.plot(locs[c, :, j, 0], lw=0.7, label=f"loc of component {j}")
         ax.set(ylabel=f"loc (chain {c})")
-    axes[0].set_title("Trace plot of loc parameter during NUTS inference")
+    of = f" of {column}" if locs.shape[-1] > 1 else ""
+    axes[0].set_title(
+        f"Trace of the locs{of} during NUTS\n(components relabeled as in the summary)"
+    )
     axes[0].legend(loc="upper right")
     axes[-1].set_xlabel("NUTS step")
     return fig

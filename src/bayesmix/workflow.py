@@ -272,7 +272,7 @@ def figures(w: Workflow) -> dict:
         ),
     }
     if w.posterior is not None:
-        figs["trace.png"] = plot.trace(w.posterior)
+        figs["trace.png"] = plot.trace(w.posterior, w.x, w.columns)
     figs["membership_uncertainty.png"] = plot.membership_uncertainty(w.x, w.probs, w.columns)
     if w.x.shape[1] > 1:
         figs["pairwise.png"] = plot.pairwise(w.fit, w.x, w.labels, names=w.columns)
