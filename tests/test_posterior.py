@@ -162,6 +162,7 @@ def test_figures_show_the_summaries():
     fig = plot.posterior_membership(x, m)
     ax = fig.axes[0]
     assert len(ax.containers) == 2  # one error-bar set per component
+    assert plot.posterior_membership(x, m, ["height"]).axes[0].get_xlabel() == "height"
     grid = np.linspace(-5, 6, 50)
     fig = plot.predictive_density(predictive_density(post, grid), x)
     assert len(fig.axes[0].collections) >= 1  # the band

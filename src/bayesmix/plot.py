@@ -239,9 +239,10 @@ def membership_uncertainty(
     return fig
 
 
-def posterior_membership(x: np.ndarray, membership) -> Figure:
+def posterior_membership(x: np.ndarray, membership, names: Sequence[str] | None = None) -> Figure:
     """Posterior membership probability of every point and component with its credible
-    interval (`bayesmix.posterior.membership`), against the first column. x: (N, D)."""
+    interval (`bayesmix.posterior.membership`), against the first column. x: (N, D); names:
+    the D column names."""
     order = np.argsort(x[:, 0], kind="stable")
     fig, ax = _figure(9, 4)
     k = membership.mean.shape[1]
@@ -259,7 +260,7 @@ def posterior_membership(x: np.ndarray, membership) -> Figure:
             label=f"component {j}",
         )
     ax.set(
-        xlabel="column 0" if x.shape[1] > 1 else "data value",
+        xlabel=names[0] if names else "column 0" if x.shape[1] > 1 else "data value",
         ylabel="membership probability",
         ylim=(-0.05, 1.05),
         title=f"Posterior membership with {membership.level:.0%} credible intervals",
