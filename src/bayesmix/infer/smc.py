@@ -8,7 +8,8 @@ particle by `mcmc_steps` HMC transitions of the current tempered target. The HMC
 matrix is the particles' variance (per unconstrained coordinate); the step size follows the
 acceptance rate of the previous step. A final resample-and-move at beta = 1 gives equally
 weighted draws. Independent runs play the role of chains: their disagreement (R-hat between
-runs) and the spread of their evidence estimates are the checks.
+runs) and the spread of their evidence estimates are the checks. They run side by side, one
+per core (as NUTS's chains).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from blackjax.smc import adaptive_tempered, resampling, tempered
 from jax.flatten_util import ravel_pytree
 
 from .._jit import sized_jit
+from .._threads import cores, thread_map
 from ..data import column_names
 from ..errors import FitError, SpecError
 from ..model import Priors, log_prior
@@ -63,10 +65,10 @@ class _Carry(NamedTuple):
         "max_steps",
     ),
 )
-def _smc_program(
+def _smc_run(
     x,
     priors,
-    key,
+    seed_run,
     *,
     model,
     particles,
@@ -150,7 +152,8 @@ def _smc_program(
             accept,
         )
 
-    return jax.lax.map(one_run, jax.random.split(key, runs))
+    seed, run = seed_run[0], seed_run[1]
+    return one_run(jax.random.split(jax.random.key(seed), runs)[run])
 
 
 def sample_smc(
@@ -196,25 +199,23 @@ def sample_smc(
     mcmc_steps = whole("mcmc_steps", mcmc_steps, 1)
     integration_steps = whole("integration_steps", integration_steps, 1)
     max_steps = whole("max_steps", max_steps, 1)
-    check_seed(seed)
+    seed = check_seed(seed)
     if not 0 < target_ess < 1:
         raise SpecError(f"target_ess must be between 0 and 1, got {target_ess!r}")
     n, d = x.shape
+    side_by_side = min(runs, cores())  # runs computed at once, one per core
     # Per particle: the (N, K) grid, its gradient and temporaries; the draws themselves.
-    nbytes = particles * (6 * n * model.k + 8 * model.num_free_parameters(d)) * 8
+    nbytes = side_by_side * particles * (6 * n * model.k + 8 * model.num_free_parameters(d)) * 8
     nbytes += runs * particles * model.num_free_parameters(d) * 8
     if nbytes > SMC_MAX_BYTES:
         raise SpecError(
             f"{particles} particles on {n} points x {model.k} components would need about "
             f"{nbytes / 2**30:.1f} GiB; use fewer particles (or a subsample of the data)"
         )
-    out = _smc_program(
-        jnp.asarray(x),
-        priors,
-        jax.random.key(seed),
-        # Work of a whole run (about 10 tempering steps of HMC moves): SMC runs long enough
-        # for the optimized build to pay for its longer compile.
-        work=x.size * model.k * particles * runs * mcmc_steps * integration_steps * 10,
+    settings = dict(
+        # Work of a run (about 10 tempering steps of HMC moves): SMC runs long enough for the
+        # optimized build to pay for its longer compile.
+        work=x.size * model.k * particles * mcmc_steps * integration_steps * 10,
         model=model,
         particles=particles,
         runs=runs,
@@ -223,7 +224,15 @@ def sample_smc(
         target_ess=float(target_ess),
         max_steps=max_steps,
     )
-    params, log_z, steps, beta, temps, step_acc, accept = jax.device_get(out)
+    x = jnp.asarray(x)
+    seed_runs = [np.array([seed, r], np.int64) for r in range(runs)]
+    # Compiled once, then the runs side by side (each a program on one core; as one program,
+    # the runs took turns on one core).
+    _smc_run.lower(x, priors, seed_runs[0], **settings).compile()
+    out = thread_map(
+        lambda r: jax.device_get(_smc_run(x, priors, r, **settings)), seed_runs, side_by_side
+    )
+    params, log_z, steps, beta, temps, step_acc, accept = jax.tree.map(lambda *r: np.stack(r), *out)
     if np.any(np.asarray(beta) < 1.0):
         raise FitError(
             f"tempered SMC did not reach the posterior within {max_steps} tempering steps; "
