@@ -489,3 +489,25 @@ def test_full_covariance_m_step_by_lbfgs_reaches_newtons_maximum(monkeypatch):
     assert q[1] >= q[0] - 1e-9 * abs(q[0])
     for a, b in ((newton.scale, lbfgs.scale), (newton.corr_chol, lbfgs.corr_chol)):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
+
+
+def test_row_counts_of_one_bucket_share_programs_and_padding_changes_nothing(monkeypatch):
+    """Small data is fitted from a copy padded to a power of two rows: a fit of 301 rows runs
+    the programs compiled for 300 (each row count compiled its own, 0.6-1 s), and the padded
+    fit is the unpadded one (from the same start; the padding rows are never read)."""
+    from bayesmix.infer import em
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(301, 2)) + 6 * (rng.random((301, 1)) < 0.4)
+    fit_em(x[:300], 2, covariance="diag", seed=1)
+    programs = [len(p._loaded) for p in (em._init_program, em._device_segment)]
+    fit_em(x, 2, covariance="diag", seed=1)
+    assert [len(p._loaded) for p in (em._init_program, em._device_segment)] == programs
+    start = Params(np.array([0.5, 0.5]), np.array([[0.0, 0.0], [5.0, 5.0]]), np.ones((2, 2)))
+    padded = fit_em(x, 2, covariance="diag", init_params=start)
+    monkeypatch.setattr(em, "PAD_VALUES", 0)
+    plain = fit_em(x, 2, covariance="diag", init_params=start)
+    assert len(padded.losses) == len(plain.losses) > 3
+    np.testing.assert_allclose(padded.losses, plain.losses, rtol=1e-12)
+    for a, b in zip(padded.params[:3], plain.params[:3], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10)

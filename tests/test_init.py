@@ -83,3 +83,28 @@ def test_em_starts_from_kmeans_by_default_and_finds_the_clusters():
     x, labels = _separated_blobs()
     fit = fit_em(x, 6, covariance="diag", priors="auto", n_init=1)
     assert adjusted_rand_score(labels, np.asarray(nearest(jnp.asarray(x), fit.params.locs))) == 1.0
+
+
+@pytest.mark.parametrize("scheme", ["seed", "kmeans++", "kmeans"])
+def test_every_scheme_reads_only_the_valid_rows_of_a_padded_array(scheme):
+    """A padded array (rows past n_valid, here far outliers) gives what its valid rows give:
+    locs among them, spreads and weights from them alone (deterministic parts exactly)."""
+    x, _ = _separated_blobs(n_per=30, k=3)
+    padded = jnp.asarray(np.concatenate([x, np.full((38, 2), 1e6)]))
+    keys = jax.random.split(jax.random.key(7), 30)
+    inits = jax.vmap(INITS[scheme], in_axes=(0, None, None, None))(keys, padded, 3, len(x))
+    np.testing.assert_array_less(np.abs(inits.locs), 100)  # never a padding row
+    np.testing.assert_allclose(inits.weights.sum(axis=1), 1.0)
+    assert np.all(inits.spread < 10)  # the padding rows' 1e6 would show in every spread
+    if scheme == "seed":
+        np.testing.assert_allclose(inits.spread[0], np.sqrt(x.var(axis=0, ddof=1) / 2))
+    locs = jnp.asarray(x[[0, 40, 80]])
+    mask = jnp.arange(len(padded)) < len(x)
+    np.testing.assert_allclose(lloyd(padded, locs, 3, mask), lloyd(jnp.asarray(x), locs, 3))
+    from bayesmix.infer.init import _init_from_locs
+
+    for count in (True, False):
+        got = _init_from_locs(padded, locs, count_weights=count, n_valid=len(x))
+        want = _init_from_locs(jnp.asarray(x), locs, count_weights=count)
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12)

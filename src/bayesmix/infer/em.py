@@ -52,8 +52,8 @@ from .estep import (
     stats,
     zero_stats,
 )
+from .fisher import log_joint_and_stats
 from .init import INITS
-from .map import neg_log_joint_u
 from .mstep import expected_log_joint, update
 from .problem import check_init, check_seed, data_priors, whole
 
@@ -85,12 +85,18 @@ def resolve_dtype(dtype: str | None, size: int) -> np.dtype:
 
 
 @partial(sized_jit, static_argnames=("model", "n_init", "init"))
-def _init_program(x, priors, key, *, model, n_init, init):
-    starts = jax.vmap(INITS[init], in_axes=(0, None, None))(
-        jax.random.split(key, n_init), x, model.k
+def _init_program(x, n_valid, priors, key, *, model, n_init, init):
+    """n_init initializations from the first n_valid rows of x, scored by the log joint of
+    those rows: (losses, the best's index, its params)."""
+    starts = jax.vmap(INITS[init], in_axes=(0, None, None, None))(
+        jax.random.split(key, n_init), x, model.k, n_valid
     )
     u0 = jax.vmap(lambda s: model.to_unconstrained(model.params_from_init(s)))(starts)
-    losses = jax.vmap(neg_log_joint_u, in_axes=(0, None, None, None))(u0, model, x, priors)
+
+    def loss(u):
+        return -log_joint_and_stats(model, model.from_unconstrained(u), x, priors, n_valid)[0]
+
+    losses = jax.vmap(loss)(u0)
     best = jnp.argmin(jnp.where(jnp.isnan(losses), jnp.inf, losses))
     return losses, best, model.from_unconstrained(jax.tree.map(lambda leaf: leaf[best], u0))
 
@@ -383,7 +389,8 @@ def _initial_params(
         return p, np.full(1, np.nan), 0
     acc = accumulator_dtype()
     losses, best, params = _init_program(
-        jnp.asarray(sample, acc),
+        jnp.asarray(pad_rows(sample), acc),
+        len(sample),
         priors,
         jax.random.key(seed),
         work=sample.size * model.k * n_init,
@@ -396,6 +403,20 @@ def _initial_params(
 
 #: In-memory rows from this one on are the device's view of the caller's memory (CPU).
 HEAD_ROWS = 64
+#: In-memory data of at most this many values is fitted from a copy padded to a bucket of rows.
+PAD_VALUES = 2**20
+
+
+def pad_rows(x: np.ndarray) -> np.ndarray:
+    """x (N, D) followed by zero rows up to the next power of two (at least 64) where N x D <=
+    `PAD_VALUES`, else x itself. The programs take the padded array and N as a value and read
+    only the first N rows, so one compiled program serves every N of a bucket: fits of 1,000
+    and 1,001 rows compiled their programs twice (0.6-1 s each, and as many cache entries)."""
+    n, d = x.shape
+    size = max(HEAD_ROWS, 1 << (n - 1).bit_length())
+    if n * d > PAD_VALUES or size == n:
+        return x
+    return np.concatenate([x, np.zeros((size - n, d), x.dtype)])
 
 
 def device_ranges(x: np.ndarray, k: int, block: int) -> list[tuple[jax.Array, int, int]]:
@@ -550,7 +571,13 @@ def fit_em(
     if source is not None:
         e_step = partial(source.stats, moment=moment, block=block, dtype=dt)
     else:
-        ranges = device_ranges(np.asarray(x, dt), model.k, block)
+        xd = np.asarray(x, dt)
+        padded = pad_rows(xd)
+        ranges = (
+            device_ranges(xd, model.k, block)
+            if padded is xd
+            else [(jax.device_put(padded), lo, hi) for lo, hi in row_ranges(n, model.k)]
+        )
         if len({id(xd) for xd, _, _ in ranges}) < len(ranges):  # the rows split between cores
             e_step = _threaded_e_step(ranges, model.k, moment, block)
 

@@ -20,14 +20,22 @@ from ..model import Mixture, Params, Priors, log_prior
 from .estep import block_rows, moment_kind, stats
 from .mstep import expected_log_joint
 
-__all__ = ["log_joint"]
+__all__ = ["log_joint", "log_joint_and_stats"]
 
 
-def _value(model: Mixture, params: Params, x: jnp.ndarray, priors: Priors):
+def log_joint_and_stats(
+    model: Mixture, params: Params, x: jnp.ndarray, priors: Priors, n_valid=None
+) -> tuple[jnp.ndarray, tuple]:
+    """(log p(globals, x), (the E-step's Stats, their centre)) of the first n_valid rows of x
+    (N, D) (all for None; the others pad x), in one pass, without a gradient."""
     moment = moment_kind(model.covariance)
-    c = jnp.mean(x, axis=0)  # any fixed centre: moments about it keep the sums accurate
+    # Any fixed centre: moments about the data's mean keep the sums accurate.
+    if n_valid is None:
+        n_valid, c = x.shape[0], jnp.mean(x, axis=0)
+    else:
+        c = jnp.where((jnp.arange(x.shape[0]) < n_valid)[:, None], x, 0).sum(axis=0) / n_valid
     block = block_rows(model.k, x.shape[-1], moment)
-    st = stats(params, x, x.shape[0], c, moment=moment, block=block)
+    st = stats(params, x, n_valid, c, moment=moment, block=block)
     return st.loglik + log_prior(params, priors), (st, c)
 
 
@@ -35,11 +43,11 @@ def _value(model: Mixture, params: Params, x: jnp.ndarray, priors: Priors):
 def log_joint(model: Mixture, params: Params, x: jnp.ndarray, priors: Priors) -> jnp.ndarray:
     """log p(globals, x), as `enumerate.log_joint`, differentiable in params only (its
     gradient by Fisher's identity; x and priors get zero cotangents)."""
-    return _value(model, params, x, priors)[0]
+    return log_joint_and_stats(model, params, x, priors)[0]
 
 
 def _forward(model, params, x, priors):
-    value, (st, c) = _value(model, params, x, priors)
+    value, (st, c) = log_joint_and_stats(model, params, x, priors)
     return value, (params, st, c, x, priors)
 
 

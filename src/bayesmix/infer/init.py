@@ -7,6 +7,9 @@ the tutorial's sqrt(var / 2)), locs at K distinct data points chosen uniformly. 
 places the locs by D^2 sampling and sets the spread from the residuals to the nearest loc;
 `kmeans` (EM's default) runs greedy k-means++ and a few Lloyd iterations on a subsample, then
 sets the weights and spread from the rows nearest each loc.
+
+Every scheme takes an optional `n_valid`: only the first n_valid rows of x are data (the rest
+pad x to a size whose compiled program serves many row counts); None: all rows.
 """
 
 from __future__ import annotations
@@ -52,17 +55,36 @@ def distinct_indices(key: jax.Array, n: int, k: int) -> jnp.ndarray:
     return jax.lax.fori_loop(0, k, body, jnp.full((k,), -1, jnp.int32))
 
 
-def _spread(x: jnp.ndarray) -> jnp.ndarray:
-    return jnp.sqrt(jnp.var(x, axis=0, ddof=1) / 2.0)
+def _valid(x: jnp.ndarray, n_valid) -> tuple[jnp.ndarray | None, jnp.ndarray | int]:
+    """(mask of the data rows (N,) or None for all, their number)."""
+    if n_valid is None:
+        return None, x.shape[0]
+    return jnp.arange(x.shape[0]) < n_valid, n_valid
 
 
-def init_seed(key: jax.Array, x: jnp.ndarray, k: int) -> Init:
+def _masked_mean(v: jnp.ndarray, mask: jnp.ndarray | None, n) -> jnp.ndarray:
+    """Mean over the rows of v (N, ...) where mask (all rows for None); n rows are counted."""
+    return v.mean(axis=0) if mask is None else jnp.where(mask[:, None], v, 0).sum(axis=0) / n
+
+
+def _spread(x: jnp.ndarray, mask: jnp.ndarray | None = None, n=None) -> jnp.ndarray:
+    """sqrt(var / 2) per column of the rows of x (N, D) where mask (all for None; n of them)."""
+    if mask is None:
+        return jnp.sqrt(jnp.var(x, axis=0, ddof=1) / 2.0)
+    dev2 = jnp.where(mask[:, None], (x - _masked_mean(x, mask, n)) ** 2, 0.0)
+    return jnp.sqrt(dev2.sum(axis=0) / (n - 1) / 2.0)
+
+
+def init_seed(key: jax.Array, x: jnp.ndarray, k: int, n_valid=None) -> Init:
     """The tutorial's initialization for one restart. x: (N, D) -> Init with locs (K, D)."""
-    idx = distinct_indices(key, x.shape[0], k)
-    return Init(_uniform_weights(k, x.dtype), x[idx], _spread(x))
+    mask, n = _valid(x, n_valid)
+    idx = distinct_indices(key, n, k)
+    return Init(_uniform_weights(k, x.dtype), x[idx], _spread(x, mask, n))
 
 
-def kmeanspp_locs(key: jax.Array, x: jnp.ndarray, k: int, trials: int = 1) -> jnp.ndarray:
+def kmeanspp_locs(
+    key: jax.Array, x: jnp.ndarray, k: int, trials: int = 1, n_valid=None
+) -> jnp.ndarray:
     """k-means++ seeding of k locs among the rows. x: (N, D) -> (K, D).
 
     Each loc after the first is drawn by D^2 sampling; with `trials` > 1 (greedy k-means++, as
@@ -71,16 +93,19 @@ def kmeanspp_locs(key: jax.Array, x: jnp.ndarray, k: int, trials: int = 1) -> jn
     """
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise ValueError(f"trials must be a whole number >= 1, got {trials!r}")
-    n, d = x.shape
+    mask, n = _valid(x, n_valid)
     keys = jax.random.split(key, k)
     first = x[jax.random.randint(keys[0], (), 0, n)]
-    locs = jnp.zeros((k, d), x.dtype).at[0].set(first)
+    locs = jnp.zeros((k, x.shape[1]), x.dtype).at[0].set(first)
     d2 = jnp.sum((x - first) ** 2, axis=-1)
+    if mask is not None:  # padding rows are never drawn
+        d2 = jnp.where(mask, d2, 0.0)
+    uniform = jnp.zeros_like(d2) if mask is None else jnp.where(mask, 0.0, -jnp.inf)
 
     def body(i, carry):
         locs, d2 = carry
         # D^2 sampling; if every point already sits on a loc, fall back to uniform.
-        logits = jnp.where(d2.sum() > 0, jnp.log(d2), jnp.zeros_like(d2))
+        logits = jnp.where(d2.sum() > 0, jnp.log(d2), uniform)
         cand = x[jax.random.categorical(keys[i], logits, shape=(trials,))]  # (T, D)
         new_d2 = jnp.minimum(d2, jnp.sum((x[None] - cand[:, None]) ** 2, axis=-1))  # (T, N)
         best = jnp.argmin(new_d2.sum(axis=1))
@@ -100,9 +125,12 @@ def kmeans_objective(x: jnp.ndarray, locs: jnp.ndarray) -> jnp.ndarray:
     return jnp.sum((x - locs[nearest(x, locs)]) ** 2)
 
 
-def lloyd(x: jnp.ndarray, locs: jnp.ndarray, n_iter: int) -> jnp.ndarray:
+def lloyd(
+    x: jnp.ndarray, locs: jnp.ndarray, n_iter: int, mask: jnp.ndarray | None = None
+) -> jnp.ndarray:
     """`n_iter` Lloyd iterations (assign each row to its nearest loc, move each loc to the mean
-    of its rows; a loc left without rows stays put). x: (N, D), locs (K, D) -> (K, D).
+    of its rows; a loc left without rows stays put). x: (N, D), locs (K, D), mask (N,) of the
+    rows to use (None: all) -> (K, D).
 
     Each iteration never increases `kmeans_objective`.
     """
@@ -110,6 +138,8 @@ def lloyd(x: jnp.ndarray, locs: jnp.ndarray, n_iter: int) -> jnp.ndarray:
 
     def body(_, locs):
         onehot = jax.nn.one_hot(nearest(x, locs), k, dtype=x.dtype)  # (N, K)
+        if mask is not None:
+            onehot = onehot * mask[:, None]
         counts = onehot.sum(axis=0)
         sums = onehot.T @ x
         return jnp.where(counts[:, None] > 0, sums / jnp.maximum(counts, 1.0)[:, None], locs)
@@ -117,16 +147,20 @@ def lloyd(x: jnp.ndarray, locs: jnp.ndarray, n_iter: int) -> jnp.ndarray:
     return jax.lax.fori_loop(0, n_iter, body, locs)
 
 
-def _init_from_locs(x: jnp.ndarray, locs: jnp.ndarray, *, count_weights: bool) -> Init:
+def _init_from_locs(
+    x: jnp.ndarray, locs: jnp.ndarray, *, count_weights: bool, n_valid=None
+) -> Init:
     """Init around given locs (K, D): spread per column from the residuals of the rows to their
     nearest loc (the data's spread if the residuals vanish); weights uniform, or the shares of
     rows nearest each loc when `count_weights` (floored so that no component starts empty)."""
     k = locs.shape[0]
+    mask, n = _valid(x, n_valid)
     labels = nearest(x, locs)
-    resid = jnp.sqrt(jnp.mean((x - locs[labels]) ** 2, axis=0))
-    fallback = _spread(x)
+    resid = jnp.sqrt(_masked_mean((x - locs[labels]) ** 2, mask, n))
+    fallback = _spread(x, mask, n)
     spread = jnp.where(resid > 1e-3 * fallback, resid, fallback)
     if count_weights:
+        labels = labels if mask is None else jnp.where(mask, labels, k)  # padding: no count
         counts = jnp.bincount(labels, length=k).astype(x.dtype) + 1.0
         weights = counts / counts.sum()
     else:
@@ -134,10 +168,11 @@ def _init_from_locs(x: jnp.ndarray, locs: jnp.ndarray, *, count_weights: bool) -
     return Init(weights, locs, spread)
 
 
-def init_kmeanspp(key: jax.Array, x: jnp.ndarray, k: int) -> Init:
+def init_kmeanspp(key: jax.Array, x: jnp.ndarray, k: int, n_valid=None) -> Init:
     """k-means++ seeding of the locs for one restart, uniform weights. x: (N, D) -> Init with
     locs (K, D)."""
-    return _init_from_locs(x, kmeanspp_locs(key, x, k), count_weights=False)
+    locs = kmeanspp_locs(key, x, k, n_valid=n_valid)
+    return _init_from_locs(x, locs, count_weights=False, n_valid=n_valid)
 
 
 #: The "kmeans" scheme's settings: Lloyd iterations, rows it clusters (drawn with replacement
@@ -147,18 +182,22 @@ KMEANS_ROWS = 16_384
 KMEANSPP_TRIALS = 4
 
 
-def init_kmeans(key: jax.Array, x: jnp.ndarray, k: int) -> Init:
+def init_kmeans(key: jax.Array, x: jnp.ndarray, k: int, n_valid=None) -> Init:
     """k-means for one restart: greedy k-means++ seeding and `LLOYD_ITERS` Lloyd iterations on
     `KMEANS_ROWS` rows drawn from x; then weights are the shares of the rows of x nearest each
     loc and the spread comes from their residuals. x: (N, D) -> Init with locs (K, D)."""
     k_rows, k_seed = jax.random.split(key)
-    n = x.shape[0]
-    rows = x if n <= KMEANS_ROWS else x[jax.random.randint(k_rows, (KMEANS_ROWS,), 0, n)]
-    locs = lloyd(rows, kmeanspp_locs(k_seed, rows, k, KMEANSPP_TRIALS), LLOYD_ITERS)
-    return _init_from_locs(x, locs, count_weights=True)
+    mask, n = _valid(x, n_valid)
+    if x.shape[0] <= KMEANS_ROWS:
+        rows, rows_valid = x, n_valid
+    else:  # drawn among the data rows: all valid
+        rows, rows_valid, mask = x[jax.random.randint(k_rows, (KMEANS_ROWS,), 0, n)], None, None
+    seeds = kmeanspp_locs(k_seed, rows, k, KMEANSPP_TRIALS, n_valid=rows_valid)
+    locs = lloyd(rows, seeds, LLOYD_ITERS, mask)
+    return _init_from_locs(x, locs, count_weights=True, n_valid=n_valid)
 
 
-#: Initialization schemes by name: (key, x (N, D), k) -> Init.
+#: Initialization schemes by name: (key, x (N, D), k, n_valid=None) -> Init.
 INITS: dict[str, Callable[[jax.Array, jnp.ndarray, int], Init]] = {
     "seed": init_seed,
     "kmeans++": init_kmeanspp,
