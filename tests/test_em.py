@@ -495,7 +495,7 @@ def test_row_counts_of_one_bucket_share_programs_and_padding_changes_nothing(mon
     """Small data is fitted from a copy padded to a power of two rows: a fit of 301 rows runs
     the programs compiled for 300 (each row count compiled its own, 0.6-1 s), and the padded
     fit is the unpadded one (from the same start; the padding rows are never read)."""
-    from bayesmix.infer import em
+    from bayesmix.infer import em, estep
 
     rng = np.random.default_rng(3)
     x = rng.normal(size=(301, 2)) + 6 * (rng.random((301, 1)) < 0.4)
@@ -505,7 +505,7 @@ def test_row_counts_of_one_bucket_share_programs_and_padding_changes_nothing(mon
     assert [len(p._loaded) for p in (em._init_program, em._device_segment)] == programs
     start = Params(np.array([0.5, 0.5]), np.array([[0.0, 0.0], [5.0, 5.0]]), np.ones((2, 2)))
     padded = fit_em(x, 2, covariance="diag", init_params=start)
-    monkeypatch.setattr(em, "PAD_VALUES", 0)
+    monkeypatch.setattr(estep, "PAD_VALUES", 0)
     plain = fit_em(x, 2, covariance="diag", init_params=start)
     assert len(padded.losses) == len(plain.losses) > 3
     np.testing.assert_allclose(padded.losses, plain.losses, rtol=1e-12)

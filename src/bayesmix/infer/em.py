@@ -48,6 +48,7 @@ from .estep import (
     block_rows,
     estep,
     moment_kind,
+    pad_rows,
     row_ranges,
     stats,
     zero_stats,
@@ -403,20 +404,6 @@ def _initial_params(
 
 #: In-memory rows from this one on are the device's view of the caller's memory (CPU).
 HEAD_ROWS = 64
-#: In-memory data of at most this many values is fitted from a copy padded to a bucket of rows.
-PAD_VALUES = 2**20
-
-
-def pad_rows(x: np.ndarray) -> np.ndarray:
-    """x (N, D) followed by zero rows up to the next power of two (at least 64) where N x D <=
-    `PAD_VALUES`, else x itself. The programs take the padded array and N as a value and read
-    only the first N rows, so one compiled program serves every N of a bucket: fits of 1,000
-    and 1,001 rows compiled their programs twice (0.6-1 s each, and as many cache entries)."""
-    n, d = x.shape
-    size = max(HEAD_ROWS, 1 << (n - 1).bit_length())
-    if n * d > PAD_VALUES or size == n:
-        return x
-    return np.concatenate([x, np.zeros((size - n, d), x.dtype)])
 
 
 def device_ranges(x: np.ndarray, k: int, block: int) -> list[tuple[jax.Array, int, int]]:

@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import digamma, gammaln
 
 from .._jit import serializable, sized_jit
@@ -39,6 +40,7 @@ __all__ = [
     "block_rows",
     "estep",
     "moment_kind",
+    "pad_rows",
     "row_ranges",
     "stats",
     "zero_stats",
@@ -243,8 +245,36 @@ def stats(
         st = _block_stats(params, xb, keep, c, moment)
         return jax.tree.map(lambda a, b: a + b.astype(acc), total, st)
 
-    n_blocks = (n_valid - first + block - 1) // block
+    if isinstance(first, int) and first == 0 and not isinstance(n_valid, int):
+        # The first n_valid rows of a padded array: every block of x, the padding masked (at
+        # most an eighth, `pad_rows`). A loop of known length compiles as an unpadded array's
+        # does (one of n_valid / block steps ran NUTS 10-30% slower at 2,000-10,000 rows).
+        n_blocks = -(-n // block)
+    else:
+        n_blocks = (n_valid - first + block - 1) // block
     return jax.lax.fori_loop(0, n_blocks, body, zero)
+
+
+#: In-memory data of at most this many values is fitted from a copy padded to a bucket of rows.
+PAD_VALUES = 2**20
+#: The smallest bucket of rows.
+PAD_MIN_ROWS = 8
+
+
+def pad_rows(x: np.ndarray) -> np.ndarray:
+    """x (N, D) followed by zero rows up to its bucket's size where N x D <= `PAD_VALUES`, else
+    x itself. Buckets: at least `PAD_MIN_ROWS` rows, eight per doubling of N, so at most an
+    eighth of the rows are padding (which the E-step's last block may compute on). The
+    programs take the padded array and N as a value and read only the first N rows (`stats`'
+    n_valid), so one compiled program serves every N of a bucket: fits of 1,000 and 1,001 rows
+    compiled their programs twice (0.6-1 s each for EM, 3.3 s for NUTS, and as many cache
+    entries)."""
+    n, d = x.shape
+    step = 1 << max(2, (n - 1).bit_length() - 4)
+    size = max(PAD_MIN_ROWS, -(-n // step) * step)
+    if n * d > PAD_VALUES or size == n:
+        return x
+    return np.concatenate([x, np.zeros((size - n, d), x.dtype)])
 
 
 def row_ranges(n: int, k: int) -> list[tuple[int, int]]:

@@ -40,14 +40,17 @@ def log_joint_and_stats(
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(0,))
-def log_joint(model: Mixture, params: Params, x: jnp.ndarray, priors: Priors) -> jnp.ndarray:
-    """log p(globals, x), as `enumerate.log_joint`, differentiable in params only (its
-    gradient by Fisher's identity; x and priors get zero cotangents)."""
-    return log_joint_and_stats(model, params, x, priors)[0]
+def log_joint(
+    model: Mixture, params: Params, x: jnp.ndarray, priors: Priors, n_valid=None
+) -> jnp.ndarray:
+    """log p(globals, x) of the first n_valid rows of x (all for None), as
+    `enumerate.log_joint`, differentiable in params only (its gradient by Fisher's identity;
+    x and priors get zero cotangents)."""
+    return log_joint_and_stats(model, params, x, priors, n_valid)[0]
 
 
-def _forward(model, params, x, priors):
-    value, (st, c) = log_joint_and_stats(model, params, x, priors)
+def _forward(model, params, x, priors, n_valid=None):
+    value, (st, c) = log_joint_and_stats(model, params, x, priors, n_valid)
     return value, (params, st, c, x, priors)
 
 
@@ -55,7 +58,7 @@ def _backward(model, residuals, g):
     params, st, c, x, priors = residuals
     grad = jax.grad(lambda p: expected_log_joint(model, p, st, c, priors))(params)
     zeros = jax.tree.map(jnp.zeros_like, (x, priors))
-    return (jax.tree.map(lambda v: g * v, grad), *zeros)
+    return (jax.tree.map(lambda v: g * v, grad), *zeros, None)
 
 
 log_joint.defvjp(_forward, _backward)

@@ -24,6 +24,7 @@ from ..errors import FitError, SpecError
 from ..model import Init, Mixture, Params, Priors
 from ..result import Posterior, posterior_diagnostics
 from . import fisher
+from .estep import pad_rows
 from .init import INITS
 from .problem import check_init, check_seed, problem, whole
 from .units import inverse_curvature, unit_scales
@@ -34,9 +35,12 @@ __all__ = ["check_init_params", "log_density_u", "sample_nuts"]
 _MAX_DRAW_BYTES = 8 * 2**30
 
 
-def log_density_u(u: Params, model: Mixture, x: jnp.ndarray, priors: Priors) -> jnp.ndarray:
-    """Unnormalized log posterior of unconstrained globals (with the log-Jacobian)."""
-    return fisher.log_joint(model, model.from_unconstrained(u), x, priors) + (
+def log_density_u(
+    u: Params, model: Mixture, x: jnp.ndarray, priors: Priors, n_valid=None
+) -> jnp.ndarray:
+    """Unnormalized log posterior of unconstrained globals (with the log-Jacobian), given the
+    first n_valid rows of x (all for None)."""
+    return fisher.log_joint(model, model.from_unconstrained(u), x, priors, n_valid) + (
         model.log_abs_det_jacobian(u)
     )
 
@@ -48,7 +52,7 @@ def _chain_key(chain: jnp.ndarray) -> jax.Array:
 
 
 @partial(sized_jit, static_argnames=("model", "init"))
-def _start(x, priors, chain, u_given, *, model, init):
+def _start(x, priors, chain, u_given, n_valid=None, *, model, init):
     """One chain's start, in its own cheaply compiled program (a few passes over the rows; in
     the chain's program it cost ~1 s more compile at N = 1e4): (the unconstrained start, the
     log density and its gradient there, the initial inverse mass matrix (P,)). u_given: the
@@ -60,19 +64,25 @@ def _start(x, priors, chain, u_given, *, model, init):
     where the posterior's scales are 0.005-0.02; this one scales each coordinate from the
     first step (warm-up 30% shorter there). Above CURVATURE_MAX_P parameters the passes would
     cost a noticeable part of the warm-up: the unit metric. Difference steps and bounds are
-    taken in the chains' units (`unit_scales`), so that they do not depend on the data's."""
+    taken in the chains' units (`unit_scales`), so that they do not depend on the data's.
+    n_valid: the rows of x that are data (the others pad it; all for None)."""
     if u_given is None:
         k_init = jax.random.split(_chain_key(chain), 3)[0]
-        u_given = model.to_unconstrained(model.params_from_init(INITS[init](k_init, x, model.k)))
+        init_ = INITS[init](k_init, x, model.k, n_valid)
+        u_given = model.to_unconstrained(model.params_from_init(init_))
     flat, unravel = jax.flatten_util.ravel_pytree(u_given)
-    value_and_grad = jax.value_and_grad(lambda f: log_density_u(unravel(f), model, x, priors))
+    value_and_grad = jax.value_and_grad(
+        lambda f: log_density_u(unravel(f), model, x, priors, n_valid)
+    )
     value, grad = value_and_grad(flat)
-    inverse = inverse_curvature(value_and_grad, flat, grad, unit_scales(u_given, x))
+    inverse = inverse_curvature(value_and_grad, flat, grad, unit_scales(u_given, x, n_valid))
     return u_given, value.astype(flat.dtype), unravel(grad), inverse.astype(flat.dtype)
 
 
 @partial(sized_jit, static_argnames=("model", "warmup", "draws", "target_accept", "dense_mass"))
-def _nuts_chain(x, priors, chain, start, *, model, warmup, draws, target_accept, dense_mass):
+def _nuts_chain(
+    x, priors, chain, start, n_valid=None, *, model, warmup, draws, target_accept, dense_mass
+):
     """One chain from `start` (`_start`'s): Stan's window adaptation for `warmup` steps, then
     `draws` NUTS steps, in one scan over one NUTS kernel (after BlackJAX's
     `window_adaptation`, which runs its own, the draws needed a second one: 1.5-2.5 s more
@@ -91,13 +101,13 @@ def _nuts_chain(x, priors, chain, start, *, model, warmup, draws, target_accept,
     # per leaf in the program (the momentum's normal draw, compiled four times on the seed).
     flat, unravel = jax.flatten_util.ravel_pytree(u)
     # ... in data-free units: z = u / units (`unit_scales`).
-    units = unit_scales(u, x)
+    units = unit_scales(u, x, n_valid)
     state = HMCState(flat / units, value, jax.flatten_util.ravel_pytree(grad)[0] * units)
     inverse_mass = inverse_mass / units**2
 
     @jax.jit  # traced once for its several call sites (the integrator's)
     def logdensity(z):
-        return log_density_u(unravel(z * units), model, x, priors)
+        return log_density_u(unravel(z * units), model, x, priors, n_valid)
 
     kernel = blackjax.nuts.build_kernel()
     mm_init, mm_update, mm_final = mass_matrix_adaptation(not dense_mass)
@@ -274,17 +284,20 @@ def sample_nuts(
         dense_mass=bool(dense_mass),
     )
 
+    # Small data is padded to a bucket of rows, of which the programs read the first N: one
+    # compiled program serves every N of the bucket.
+    padded = pad_rows(x)
+    n_valid = None if padded is x else len(x)
     # Traced here, the chains' program compiles (XLA, ~3-4 s at N = 1e4, without the GIL) while
     # the starts are computed (a few passes each; the cheap build serves), once for all chains.
-    program = _nuts_chain.lower(
-        x, priors, chain_ids[0], _start_like(given[0], model, x.shape[1]), **settings
-    )
+    like = _start_like(given[0], model, x.shape[1])
+    program = _nuts_chain.lower(padded, priors, chain_ids[0], like, n_valid, **settings)
 
     def prepare(task: int):
         if task == 0:
             return program.compile()
         return [
-            _start(x, priors, k, u, work=0, model=model, init=init)
+            _start(padded, priors, k, u, n_valid, work=0, model=model, init=init)
             for k, u in zip(chain_ids, given, strict=True)
         ]
 
@@ -292,7 +305,9 @@ def sample_nuts(
     starts = jax.device_get(thread_map(prepare, range(2), cores())[1])
 
     def chain(c: int):
-        return jax.device_get(_nuts_chain(x, priors, chain_ids[c], starts[c], **settings))
+        return jax.device_get(
+            _nuts_chain(padded, priors, chain_ids[c], starts[c], n_valid, **settings)
+        )
 
     # The chains are independent: they run side by side, one per core.
     runs = thread_map(chain, range(chains), cores())
