@@ -127,3 +127,23 @@ def test_lbfgs_does_not_depend_on_the_data_units():
     for s, fit in fits.items():
         np.testing.assert_allclose(np.sort(fit.params.locs[:, 0]) / s,
                                    np.sort(em.params.locs[:, 0]), rtol=1e-4, atol=1e-4)  # fmt: skip
+
+
+def test_row_counts_of_one_bucket_share_the_program_and_padding_changes_nothing(monkeypatch):
+    """Small data is padded to a bucket of rows (`pad_rows`): 301 rows run the program of 300
+    (each row count compiled its own, 0.6-2 s), with the result of the unpadded rows (the
+    tutorial's "seed" starts draw the same rows either way)."""
+    from bayesmix.infer import estep
+    from bayesmix.infer import map as map_
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(301, 2)) + 6 * (rng.random((301, 1)) < 0.5)
+    bm.fit_map(x[:300], 2, n_init=4, steps=50)
+    programs = len(map_._map_program._loaded)
+    padded = bm.fit_map(x, 2, n_init=4, steps=50)
+    assert len(map_._map_program._loaded) == programs
+    monkeypatch.setattr(estep, "PAD_VALUES", 0)
+    plain = bm.fit_map(x, 2, n_init=4, steps=50)
+    np.testing.assert_allclose(padded.losses, plain.losses, rtol=1e-10)
+    np.testing.assert_allclose(padded.params.locs, plain.params.locs, rtol=1e-9)
+    assert padded.log_likelihood == pytest.approx(plain.log_likelihood, rel=1e-12)

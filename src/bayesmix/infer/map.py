@@ -21,11 +21,11 @@ from jax.flatten_util import ravel_pytree
 
 from .._jit import serializable, sized_jit
 from ..data import column_moments, column_names
-from ..enumerate import log_likelihood
 from ..errors import FitError, FitWarning, SpecError
 from ..model import Mixture, Params, Priors
 from ..result import MAPResult
 from . import fisher
+from .estep import pad_rows
 from .init import INITS
 from .optim import adam, check_optimizer
 from .problem import check_init, check_seed, problem, whole
@@ -43,10 +43,12 @@ class MAPTrace(NamedTuple):
     grad_norm: Params
 
 
-def neg_log_joint_u(u: Params, model: Mixture, x: jnp.ndarray, priors: Priors) -> jnp.ndarray:
+def neg_log_joint_u(
+    u: Params, model: Mixture, x: jnp.ndarray, priors: Priors, n_valid=None
+) -> jnp.ndarray:
     """The MAP loss of unconstrained globals u: -log p(globals, x) (gradient by Fisher's
-    identity, `fisher.log_joint`)."""
-    return -fisher.log_joint(model, model.from_unconstrained(u), x, priors)
+    identity, `fisher.log_joint`), of the first n_valid rows of x (all for None)."""
+    return -fisher.log_joint(model, model.from_unconstrained(u), x, priors, n_valid)
 
 
 def _check_step_size(x: np.ndarray, learning_rate: float) -> None:
@@ -74,15 +76,31 @@ def _norms(g: Params) -> Params:
 
 @partial(sized_jit, static_argnames=("model", "n_init", "steps", "init", "optimizer"))
 def _map_program(
-    x, priors, key, lr, b1, b2, final_lr, *, model, n_init, steps, init, optimizer="adam"
+    x,
+    priors,
+    key,
+    lr,
+    b1,
+    b2,
+    final_lr,
+    n_valid=None,
+    *,
+    model,
+    n_init,
+    steps,
+    init,
+    optimizer="adam",
 ):
+    """The MAP fit of the first n_valid rows of x (all for None; the rest pad x)."""
     import optax  # lazy: only tracing needs it (bayesmix._jit)
 
-    starts = jax.vmap(INITS[init], in_axes=(0, None, None))(
-        jax.random.split(key, n_init), x, model.k
+    starts = jax.vmap(INITS[init], in_axes=(0, None, None, None))(
+        jax.random.split(key, n_init), x, model.k, n_valid
     )
     u0 = jax.vmap(lambda s: model.to_unconstrained(model.params_from_init(s)))(starts)
-    init_losses = jax.vmap(neg_log_joint_u, in_axes=(0, None, None, None))(u0, model, x, priors)
+    init_losses = jax.vmap(neg_log_joint_u, in_axes=(0, None, None, None, None))(
+        u0, model, x, priors, n_valid
+    )
     best = jnp.argmin(jnp.where(jnp.isnan(init_losses), jnp.inf, init_losses))
     u = jax.tree.map(lambda leaf: leaf[best], u0)
 
@@ -92,11 +110,11 @@ def _map_program(
         # first step and its one Hessian scale are shared by every coordinate, and in the
         # data's units (sd 1e4) it stopped 0.3 sd short of the MAP.
         flat, unravel = ravel_pytree(u)
-        units = unit_scales(u, x)
+        units = unit_scales(u, x, n_valid)
         opt = optax.lbfgs()
 
         def loss_z(z):
-            return neg_log_joint_u(unravel(z * units), model, x, priors)
+            return neg_log_joint_u(unravel(z * units), model, x, priors, n_valid)
 
         cached = optax.value_and_grad_from_state(loss_z)
 
@@ -116,14 +134,15 @@ def _map_program(
 
         def step(carry, _):
             u, state = carry
-            loss, g = loss_grad(u, model, x, priors)
+            loss, g = loss_grad(u, model, x, priors, n_valid)
             updates, state = opt.update(g, state, u)
             return (optax.apply_updates(u, updates), state), MAPTrace(loss, _norms(g))
 
         (u, _), trace = jax.lax.scan(step, (u, opt.init(u)), None, length=steps)
-    final_loss, g = loss_grad(u, model, x, priors)
+    final_loss, g = loss_grad(u, model, x, priors, n_valid)
     params = model.from_unconstrained(u)
-    return init_losses, best, params, trace, final_loss, _norms(g), log_likelihood(params, x)
+    loglik = fisher.log_joint_and_stats(model, params, x, priors, n_valid)[1][0].loglik
+    return init_losses, best, params, trace, final_loss, _norms(g), loglik
 
 
 def fit_map(
@@ -177,11 +196,13 @@ def fit_map(
     if optimizer == "adam":
         _check_step_size(x, learning_rate)
 
+    padded = pad_rows(x)  # small data: one program per bucket of row counts
     out = _map_program(
-        x,
+        padded,
         priors,
         jax.random.key(seed),
         *opt,
+        None if padded is x else len(x),
         work=x.size * model.k * n_init,
         model=model,
         n_init=int(n_init),
