@@ -39,3 +39,22 @@ def test_local_fit_on_new_data_of_any_size(seed_fit):
     assert local.probs.shape == (1, 2)
     with pytest.raises(bm.SpecError, match="steps"):
         bm.fit_local(seed_fit, bm.SEED_DATA, steps=0)
+
+
+def test_row_counts_of_one_bucket_share_the_program_and_padding_changes_nothing(monkeypatch):
+    """Small data is padded to a bucket of rows (`pad_rows`): 301 rows run the local guide's
+    program of 300, with the q and the loss trace of the unpadded rows."""
+    from bayesmix.infer import estep, vi
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(301, 1)) + 4 * (rng.random((301, 1)) < 0.5)
+    fit = bm.fit_em(x, 2)
+    bm.fit_local(fit, x[:300])
+    programs = len(vi._local_program._loaded)
+    padded = bm.fit_local(fit, x)
+    assert len(vi._local_program._loaded) == programs
+    monkeypatch.setattr(estep, "PAD_VALUES", 0)
+    plain = bm.fit_local(fit, x)
+    assert padded.probs.shape == (301, 2)
+    np.testing.assert_allclose(padded.probs, plain.probs, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(padded.losses, plain.losses, rtol=1e-12)

@@ -29,6 +29,7 @@ from .._jit import sized_jit
 from ..data import model_data
 from ..errors import FitError, SpecError
 from ..result import MAPResult, Posterior, posterior_diagnostics
+from .estep import pad_rows
 from .nuts import log_density_u
 from .optim import adam, check_optimizer
 from .problem import check_seed, whole
@@ -41,24 +42,44 @@ _LOG_2PI_E = float(np.log(2 * np.pi) + 1.0)
 
 @partial(sized_jit, static_argnames=("model", "steps", "samples", "draws", "final_samples"))
 def _meanfield_program(
-    u_map, x, priors, key, lr, b1, b2, final_lr, *, model, steps, samples, draws, final_samples
+    u_map,
+    x,
+    priors,
+    key,
+    lr,
+    b1,
+    b2,
+    final_lr,
+    n_valid=None,
+    *,
+    model,
+    steps,
+    samples,
+    draws,
+    final_samples,
 ):
+    """q fitted to the posterior given the first n_valid rows of x (all for None)."""
     import optax  # lazy: only tracing needs it (bayesmix._jit)
 
     flat, unravel = ravel_pytree(u_map)
     dim = flat.size
+
     # q is fitted in units of each coordinate's posterior sd, as the curvature at the MAP
     # estimates it (Laplace's; beyond CURVATURE_MAX_P parameters the data's column sds), and
     # starts there: in the data's units Adam's steps and q's starting sd suit data of sd ~1
     # only (sd 1e-3: the locs' q ended 140 posterior sds wide).
-    value_and_grad = jax.value_and_grad(lambda f: log_density_u(unravel(f), model, x, priors))
+    def log_density(f):
+        return log_density_u(unravel(f), model, x, priors, n_valid)
+
+    value_and_grad = jax.value_and_grad(log_density)
     grad = value_and_grad(flat)[1]
-    units = jnp.sqrt(inverse_curvature(value_and_grad, flat, grad, unit_scales(u_map, x)))
+    scales = unit_scales(u_map, x, n_valid)
+    units = jnp.sqrt(inverse_curvature(value_and_grad, flat, grad, scales))
     log_units = jnp.sum(jnp.log(units))
 
     def elbo_terms(mu, log_sigma, eps):
         u = (mu + jnp.exp(log_sigma) * eps) * units  # (S, P)
-        logp = jax.vmap(lambda f: log_density_u(unravel(f), model, x, priors))(u)
+        logp = jax.vmap(log_density)(u)
         return logp + jnp.sum(log_sigma) + log_units + 0.5 * dim * _LOG_2PI_E  # (S,)
 
     def loss(q, key):
@@ -128,12 +149,14 @@ def fit_meanfield(
     check_seed(seed)
     model = fit.model
     u_map = model.to_unconstrained(jax.tree.map(jnp.asarray, fit.params))
+    padded = pad_rows(np.asarray(x))  # small data: one program per bucket of row counts
     out = _meanfield_program(
         u_map,
-        jnp.asarray(x),
+        padded,
         fit.priors,
         jax.random.key(seed),
         *opt,
+        None if len(padded) == len(x) else len(x),
         work=x.size * model.k * samples * steps,  # every step is a pass over the rows
         model=model,
         steps=steps,

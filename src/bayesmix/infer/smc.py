@@ -33,6 +33,7 @@ from ..model import Priors, log_prior
 from ..result import Posterior, posterior_diagnostics
 from ..simulate import sample_prior
 from . import fisher
+from .estep import pad_rows
 from .problem import check_seed, problem, whole
 
 __all__ = ["SMC_MAX_BYTES", "sample_smc"]
@@ -69,6 +70,7 @@ def _smc_run(
     x,
     priors,
     seed_run,
+    n_valid=None,
     *,
     model,
     particles,
@@ -83,7 +85,7 @@ def _smc_run(
 
     def loglik(u):  # with its gradient by Fisher's identity (fisher.log_joint minus the prior)
         p = model.from_unconstrained(u)
-        return fisher.log_joint(model, p, x, priors) - log_prior(p, priors)
+        return fisher.log_joint(model, p, x, priors, n_valid) - log_prior(p, priors)
 
     hmc = blackjax.hmc.build_kernel()
 
@@ -224,13 +226,16 @@ def sample_smc(
         target_ess=float(target_ess),
         max_steps=max_steps,
     )
-    x = jnp.asarray(x)
+    padded = pad_rows(x)  # small data: one program per bucket of row counts
+    n_valid = None if padded is x else len(x)
     seed_runs = [np.array([seed, r], np.int64) for r in range(runs)]
     # Compiled once, then the runs side by side (each a program on one core; as one program,
     # the runs took turns on one core).
-    _smc_run.lower(x, priors, seed_runs[0], **settings).compile()
+    _smc_run.lower(padded, priors, seed_runs[0], n_valid, **settings).compile()
     out = thread_map(
-        lambda r: jax.device_get(_smc_run(x, priors, r, **settings)), seed_runs, side_by_side
+        lambda r: jax.device_get(_smc_run(padded, priors, r, n_valid, **settings)),
+        seed_runs,
+        side_by_side,
     )
     params, log_z, steps, beta, temps, step_acc, accept = jax.tree.map(lambda *r: np.stack(r), *out)
     if np.any(np.asarray(beta) < 1.0):

@@ -20,21 +20,30 @@ from ..enumerate import log_weighted
 from ..errors import FitError
 from ..model import Params, Priors, log_prior
 from ..result import LocalPosterior, MAPResult
+from .estep import pad_rows
 from .optim import adam, check_optimizer
 
 __all__ = ["fit_local", "local_elbo_loss"]
 
 
-def local_elbo_loss(logits: jnp.ndarray, params: Params, x: jnp.ndarray, priors: Priors):
-    """-ELBO of q(z) = softmax(logits) (N, K), globals fixed; includes log p(globals) as the
-    tutorial's loss does, so at the optimum it equals the MAP's negative log joint."""
+def local_elbo_loss(
+    logits: jnp.ndarray, params: Params, x: jnp.ndarray, priors: Priors, n_valid=None
+):
+    """-ELBO of q(z) = softmax(logits) (N, K), globals fixed, over the first n_valid rows of x
+    (all for None); includes log p(globals) as the tutorial's loss does, so at the optimum it
+    equals the MAP's negative log joint."""
     log_q = jax.nn.log_softmax(logits, axis=-1)
     q = jnp.exp(log_q)
-    return -(log_prior(params, priors) + jnp.sum(q * (log_weighted(params, x) - log_q)))
+    terms = q * (log_weighted(params, x) - log_q)
+    if n_valid is not None:
+        terms = jnp.where((jnp.arange(x.shape[0]) < n_valid)[:, None], terms, 0.0)
+    return -(log_prior(params, priors) + jnp.sum(terms))
 
 
 @partial(sized_jit, static_argnames=("steps",))
-def _local_program(params, x, priors, lr, b1, b2, final_lr, *, steps):
+def _local_program(params, x, priors, lr, b1, b2, final_lr, n_valid=None, *, steps):
+    """q(z) of the first n_valid rows of x (all for None; the rest pad x, their rows of q
+    untouched: Adam's steps are per logit)."""
     import optax  # lazy: only tracing needs it (bayesmix._jit)
 
     logits = jnp.zeros((x.shape[0], params.weights.shape[0]), x.dtype)
@@ -43,7 +52,7 @@ def _local_program(params, x, priors, lr, b1, b2, final_lr, *, steps):
 
     def step(carry, _):
         logits, state = carry
-        loss, g = loss_grad(logits, params, x, priors)
+        loss, g = loss_grad(logits, params, x, priors, n_valid)
         updates, state = opt.update(g, state, logits)
         return (optax.apply_updates(logits, updates), state), (loss, jnp.sqrt(jnp.sum(g**2)))
 
@@ -70,16 +79,19 @@ def fit_local(
     x = model_data(data, fit.columns, fit.params.locs.shape[-1])
     steps, *opt = check_optimizer(steps, learning_rate, betas, final_learning_rate)
     params = jax.tree.map(np.asarray, fit.params)
+    padded = pad_rows(x)  # small data: one program per bucket of row counts
     probs, losses, norms = jax.device_get(
         _local_program(
             params,
-            x,
+            padded,
             fit.priors,
             *opt,
+            None if padded is x else len(x),
             work=x.size * fit.k * steps,  # every step is a pass over the rows
             steps=steps,
         )
     )
+    probs = probs[: len(x)]
     if not np.all(np.isfinite(losses)):
         raise FitError("the local variational fit diverged; try a smaller learning_rate")
     return LocalPosterior(
