@@ -41,6 +41,8 @@ __all__ = [
     "estep",
     "moment_kind",
     "pad_rows",
+    "row_mask",
+    "row_mean",
     "row_ranges",
     "stats",
     "zero_stats",
@@ -275,6 +277,20 @@ def pad_rows(x: np.ndarray) -> np.ndarray:
     if n * d > PAD_VALUES or size == n:
         return x
     return np.concatenate([x, np.zeros((size - n, d), x.dtype)])
+
+
+def row_mask(x: jnp.ndarray, n_valid) -> jnp.ndarray | None:
+    """(N,) True for the data rows of x (N, ...), its first n_valid (`pad_rows`); None for
+    all rows (n_valid None)."""
+    return None if n_valid is None else jnp.arange(x.shape[0]) < n_valid
+
+
+def row_mean(v: jnp.ndarray, n_valid=None) -> jnp.ndarray:
+    """The mean over the data rows (the first n_valid; all for None) of v (N, ...)."""
+    if n_valid is None:
+        return jnp.mean(v, axis=0)
+    mask = row_mask(v, n_valid).reshape((-1,) + (1,) * (v.ndim - 1))
+    return jnp.where(mask, v, 0).sum(axis=0) / n_valid
 
 
 def row_ranges(n: int, k: int) -> list[tuple[int, int]]:

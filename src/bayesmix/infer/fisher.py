@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from ..model import Mixture, Params, Priors, log_prior
-from .estep import block_rows, moment_kind, stats
+from .estep import block_rows, moment_kind, row_mean, stats
 from .mstep import expected_log_joint
 
 __all__ = ["log_joint", "log_joint_and_stats"]
@@ -29,13 +29,9 @@ def log_joint_and_stats(
     """(log p(globals, x), (the E-step's Stats, their centre)) of the first n_valid rows of x
     (N, D) (all for None; the others pad x), in one pass, without a gradient."""
     moment = moment_kind(model.covariance)
-    # Any fixed centre: moments about the data's mean keep the sums accurate.
-    if n_valid is None:
-        n_valid, c = x.shape[0], jnp.mean(x, axis=0)
-    else:
-        c = jnp.where((jnp.arange(x.shape[0]) < n_valid)[:, None], x, 0).sum(axis=0) / n_valid
+    c = row_mean(x, n_valid)  # any fixed centre: moments about the mean keep sums accurate
     block = block_rows(model.k, x.shape[-1], moment)
-    st = stats(params, x, n_valid, c, moment=moment, block=block)
+    st = stats(params, x, x.shape[0] if n_valid is None else n_valid, c, moment=moment, block=block)
     return st.loglik + log_prior(params, priors), (st, c)
 
 

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 
 from ..model import Init
 from ..model.components import scaled_sq_distances
+from .estep import row_mask, row_mean
 
 __all__ = [
     "INITS",
@@ -55,31 +56,18 @@ def distinct_indices(key: jax.Array, n: int, k: int) -> jnp.ndarray:
     return jax.lax.fori_loop(0, k, body, jnp.full((k,), -1, jnp.int32))
 
 
-def _valid(x: jnp.ndarray, n_valid) -> tuple[jnp.ndarray | None, jnp.ndarray | int]:
-    """(mask of the data rows (N,) or None for all, their number)."""
+def _spread(x: jnp.ndarray, n_valid=None) -> jnp.ndarray:
+    """sqrt(var / 2) per column of the data rows of x (N, D) (the first n_valid; all for None)."""
     if n_valid is None:
-        return None, x.shape[0]
-    return jnp.arange(x.shape[0]) < n_valid, n_valid
-
-
-def _masked_mean(v: jnp.ndarray, mask: jnp.ndarray | None, n) -> jnp.ndarray:
-    """Mean over the rows of v (N, ...) where mask (all rows for None); n rows are counted."""
-    return v.mean(axis=0) if mask is None else jnp.where(mask[:, None], v, 0).sum(axis=0) / n
-
-
-def _spread(x: jnp.ndarray, mask: jnp.ndarray | None = None, n=None) -> jnp.ndarray:
-    """sqrt(var / 2) per column of the rows of x (N, D) where mask (all for None; n of them)."""
-    if mask is None:
         return jnp.sqrt(jnp.var(x, axis=0, ddof=1) / 2.0)
-    dev2 = jnp.where(mask[:, None], (x - _masked_mean(x, mask, n)) ** 2, 0.0)
-    return jnp.sqrt(dev2.sum(axis=0) / (n - 1) / 2.0)
+    var = row_mean((x - row_mean(x, n_valid)) ** 2, n_valid) * n_valid / (n_valid - 1)
+    return jnp.sqrt(var / 2.0)
 
 
 def init_seed(key: jax.Array, x: jnp.ndarray, k: int, n_valid=None) -> Init:
     """The tutorial's initialization for one restart. x: (N, D) -> Init with locs (K, D)."""
-    mask, n = _valid(x, n_valid)
-    idx = distinct_indices(key, n, k)
-    return Init(_uniform_weights(k, x.dtype), x[idx], _spread(x, mask, n))
+    idx = distinct_indices(key, x.shape[0] if n_valid is None else n_valid, k)
+    return Init(_uniform_weights(k, x.dtype), x[idx], _spread(x, n_valid))
 
 
 def kmeanspp_locs(
@@ -93,9 +81,9 @@ def kmeanspp_locs(
     """
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise ValueError(f"trials must be a whole number >= 1, got {trials!r}")
-    mask, n = _valid(x, n_valid)
+    mask = row_mask(x, n_valid)
     keys = jax.random.split(key, k)
-    first = x[jax.random.randint(keys[0], (), 0, n)]
+    first = x[jax.random.randint(keys[0], (), 0, x.shape[0] if n_valid is None else n_valid)]
     locs = jnp.zeros((k, x.shape[1]), x.dtype).at[0].set(first)
     d2 = jnp.sum((x - first) ** 2, axis=-1)
     if mask is not None:  # padding rows are never drawn
@@ -154,13 +142,13 @@ def _init_from_locs(
     nearest loc (the data's spread if the residuals vanish); weights uniform, or the shares of
     rows nearest each loc when `count_weights` (floored so that no component starts empty)."""
     k = locs.shape[0]
-    mask, n = _valid(x, n_valid)
     labels = nearest(x, locs)
-    resid = jnp.sqrt(_masked_mean((x - locs[labels]) ** 2, mask, n))
-    fallback = _spread(x, mask, n)
+    resid = jnp.sqrt(row_mean((x - locs[labels]) ** 2, n_valid))
+    fallback = _spread(x, n_valid)
     spread = jnp.where(resid > 1e-3 * fallback, resid, fallback)
     if count_weights:
-        labels = labels if mask is None else jnp.where(mask, labels, k)  # padding: no count
+        if n_valid is not None:  # padding rows counted in no component
+            labels = jnp.where(row_mask(x, n_valid), labels, k)
         counts = jnp.bincount(labels, length=k).astype(x.dtype) + 1.0
         weights = counts / counts.sum()
     else:
@@ -187,13 +175,12 @@ def init_kmeans(key: jax.Array, x: jnp.ndarray, k: int, n_valid=None) -> Init:
     `KMEANS_ROWS` rows drawn from x; then weights are the shares of the rows of x nearest each
     loc and the spread comes from their residuals. x: (N, D) -> Init with locs (K, D)."""
     k_rows, k_seed = jax.random.split(key)
-    mask, n = _valid(x, n_valid)
-    if x.shape[0] <= KMEANS_ROWS:
-        rows, rows_valid = x, n_valid
-    else:  # drawn among the data rows: all valid
-        rows, rows_valid, mask = x[jax.random.randint(k_rows, (KMEANS_ROWS,), 0, n)], None, None
+    rows, rows_valid = x, n_valid
+    if x.shape[0] > KMEANS_ROWS:  # drawn among the data rows: all valid
+        n = x.shape[0] if n_valid is None else n_valid
+        rows, rows_valid = x[jax.random.randint(k_rows, (KMEANS_ROWS,), 0, n)], None
     seeds = kmeanspp_locs(k_seed, rows, k, KMEANSPP_TRIALS, n_valid=rows_valid)
-    locs = lloyd(rows, seeds, LLOYD_ITERS, mask)
+    locs = lloyd(rows, seeds, LLOYD_ITERS, row_mask(rows, rows_valid))
     return _init_from_locs(x, locs, count_weights=True, n_valid=n_valid)
 
 

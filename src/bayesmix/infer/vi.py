@@ -20,7 +20,7 @@ from ..enumerate import log_weighted
 from ..errors import FitError
 from ..model import Params, Priors, log_prior
 from ..result import LocalPosterior, MAPResult
-from .estep import pad_rows
+from .estep import pad_rows, row_mask
 from .optim import adam, check_optimizer
 
 __all__ = ["fit_local", "local_elbo_loss"]
@@ -36,7 +36,7 @@ def local_elbo_loss(
     q = jnp.exp(log_q)
     terms = q * (log_weighted(params, x) - log_q)
     if n_valid is not None:
-        terms = jnp.where((jnp.arange(x.shape[0]) < n_valid)[:, None], terms, 0.0)
+        terms = jnp.where(row_mask(x, n_valid)[:, None], terms, 0.0)
     return -(log_prior(params, priors) + jnp.sum(terms))
 
 
