@@ -113,16 +113,14 @@ def kmeans_objective(x: jnp.ndarray, locs: jnp.ndarray) -> jnp.ndarray:
     return jnp.sum((x - locs[nearest(x, locs)]) ** 2)
 
 
-def lloyd(
-    x: jnp.ndarray, locs: jnp.ndarray, n_iter: int, mask: jnp.ndarray | None = None
-) -> jnp.ndarray:
+def lloyd(x: jnp.ndarray, locs: jnp.ndarray, n_iter: int, n_valid=None) -> jnp.ndarray:
     """`n_iter` Lloyd iterations (assign each row to its nearest loc, move each loc to the mean
-    of its rows; a loc left without rows stays put). x: (N, D), locs (K, D), mask (N,) of the
-    rows to use (None: all) -> (K, D).
+    of its rows; a loc left without rows stays put). x: (N, D) (its first n_valid rows; all
+    for None), locs (K, D) -> (K, D).
 
     Each iteration never increases `kmeans_objective`.
     """
-    k = locs.shape[0]
+    k, mask = locs.shape[0], row_mask(x, n_valid)
 
     def body(_, locs):
         onehot = jax.nn.one_hot(nearest(x, locs), k, dtype=x.dtype)  # (N, K)
@@ -180,7 +178,7 @@ def init_kmeans(key: jax.Array, x: jnp.ndarray, k: int, n_valid=None) -> Init:
         n = x.shape[0] if n_valid is None else n_valid
         rows, rows_valid = x[jax.random.randint(k_rows, (KMEANS_ROWS,), 0, n)], None
     seeds = kmeanspp_locs(k_seed, rows, k, KMEANSPP_TRIALS, n_valid=rows_valid)
-    locs = lloyd(rows, seeds, LLOYD_ITERS, row_mask(rows, rows_valid))
+    locs = lloyd(rows, seeds, LLOYD_ITERS, rows_valid)
     return _init_from_locs(x, locs, count_weights=True, n_valid=n_valid)
 
 
