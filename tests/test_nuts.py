@@ -274,8 +274,8 @@ def test_row_counts_of_one_bucket_share_the_chains_program_and_padding_changes_n
     bm.sample_nuts(x, 2, **kw)
     assert [len(p._loaded) for p in (nuts._start, nuts._nuts_chain)] == programs
 
-    padded = pad_rows(x)
-    assert len(padded) == 320
+    padded, n_valid = pad_rows(x)
+    assert len(padded) == 320 and n_valid == len(x)
     model, priors = bm.Mixture(2), bm.Priors.from_data(x)
     u = model.to_unconstrained(bm.fit_em(x, 2, n_init=2).params)
     u = jax.tree.map(jnp.asarray, u)

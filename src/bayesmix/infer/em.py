@@ -389,9 +389,10 @@ def _initial_params(
                 )
         return p, np.full(1, np.nan), 0
     acc = accumulator_dtype()
+    padded, n_valid = pad_rows(sample)
     losses, best, params = _init_program(
-        jnp.asarray(pad_rows(sample), acc),
-        len(sample),
+        jnp.asarray(padded, acc),
+        n_valid,
         priors,
         jax.random.key(seed),
         work=sample.size * model.k * n_init,
@@ -558,13 +559,13 @@ def fit_em(
     if source is not None:
         e_step = partial(source.stats, moment=moment, block=block, dtype=dt)
     else:
-        xd = np.asarray(x, dt)
-        padded = pad_rows(xd)
-        ranges = (
-            device_ranges(xd, model.k, block)
-            if padded is xd
-            else [(jax.device_put(padded), lo, hi) for lo, hi in row_ranges(n, model.k)]
-        )
+        rows = np.asarray(x, dt)
+        padded, n_valid = pad_rows(rows)
+        if n_valid is None:
+            ranges = device_ranges(rows, model.k, block)
+        else:  # one device copy, read by range
+            on_device = jax.device_put(padded)
+            ranges = [(on_device, lo, hi) for lo, hi in row_ranges(n, model.k)]
         if len({id(xd) for xd, _, _ in ranges}) < len(ranges):  # the rows split between cores
             e_step = _threaded_e_step(ranges, model.k, moment, block)
 

@@ -263,20 +263,20 @@ PAD_VALUES = 2**20
 PAD_MIN_ROWS = 8
 
 
-def pad_rows(x: np.ndarray) -> np.ndarray:
-    """x (N, D) followed by zero rows up to its bucket's size where N x D <= `PAD_VALUES`, else
-    x itself. Buckets: at least `PAD_MIN_ROWS` rows, eight per doubling of N, so at most an
-    eighth of the rows are padding (which the E-step's last block may compute on). The
-    programs take the padded array and N as a value and read only the first N rows (`stats`'
-    n_valid), so one compiled program serves every N of a bucket: fits of 1,000 and 1,001 rows
+def pad_rows(x: np.ndarray) -> tuple[np.ndarray, int | None]:
+    """(x (N, D) followed by zero rows up to its bucket's size, N) where N x D <= `PAD_VALUES`,
+    else (x itself, None): the programs' (x, n_valid). Buckets: at least `PAD_MIN_ROWS` rows,
+    eight per doubling of N, so at most an eighth of the rows are padding (which the E-step's
+    last block may compute on). The programs read only the first N rows (`stats`' n_valid,
+    a value), so one compiled program serves every N of a bucket: fits of 1,000 and 1,001 rows
     compiled their programs twice (0.6-1 s each for EM, 3.3 s for NUTS, and as many cache
     entries)."""
     n, d = x.shape
     step = 1 << max(2, (n - 1).bit_length() - 4)
     size = max(PAD_MIN_ROWS, -(-n // step) * step)
     if n * d > PAD_VALUES or size == n:
-        return x
-    return np.concatenate([x, np.zeros((size - n, d), x.dtype)])
+        return x, None
+    return np.concatenate([x, np.zeros((size - n, d), x.dtype)]), n
 
 
 def row_mask(x: jnp.ndarray, n_valid) -> jnp.ndarray | None:

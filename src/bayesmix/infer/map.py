@@ -196,13 +196,13 @@ def fit_map(
     if optimizer == "adam":
         _check_step_size(x, learning_rate)
 
-    padded = pad_rows(x)  # small data: one program per bucket of row counts
+    padded, n_valid = pad_rows(x)  # small data: one program per bucket of row counts
     out = _map_program(
         padded,
         priors,
         jax.random.key(seed),
         *opt,
-        None if padded is x else len(x),
+        n_valid,
         work=x.size * model.k * n_init,
         model=model,
         n_init=int(n_init),

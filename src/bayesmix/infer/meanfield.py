@@ -149,14 +149,14 @@ def fit_meanfield(
     check_seed(seed)
     model = fit.model
     u_map = model.to_unconstrained(jax.tree.map(jnp.asarray, fit.params))
-    padded = pad_rows(np.asarray(x))  # small data: one program per bucket of row counts
+    padded, n_valid = pad_rows(x)  # small data: one program per bucket of row counts
     out = _meanfield_program(
         u_map,
         padded,
         fit.priors,
         jax.random.key(seed),
         *opt,
-        None if len(padded) == len(x) else len(x),
+        n_valid,
         work=x.size * model.k * samples * steps,  # every step is a pass over the rows
         model=model,
         steps=steps,

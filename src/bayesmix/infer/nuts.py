@@ -286,8 +286,7 @@ def sample_nuts(
 
     # Small data is padded to a bucket of rows, of which the programs read the first N: one
     # compiled program serves every N of the bucket.
-    padded = pad_rows(x)
-    n_valid = None if padded is x else len(x)
+    padded, n_valid = pad_rows(x)
     # Traced here, the chains' program compiles (XLA, ~3-4 s at N = 1e4, without the GIL) while
     # the starts are computed (a few passes each; the cheap build serves), once for all chains.
     like = _start_like(given[0], model, x.shape[1])

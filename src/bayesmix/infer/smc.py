@@ -226,8 +226,7 @@ def sample_smc(
         target_ess=float(target_ess),
         max_steps=max_steps,
     )
-    padded = pad_rows(x)  # small data: one program per bucket of row counts
-    n_valid = None if padded is x else len(x)
+    padded, n_valid = pad_rows(x)  # small data: one program per bucket of row counts
     seed_runs = [np.array([seed, r], np.int64) for r in range(runs)]
     # Compiled once, then the runs side by side (each a program on one core; as one program,
     # the runs took turns on one core).

@@ -79,14 +79,14 @@ def fit_local(
     x = model_data(data, fit.columns, fit.params.locs.shape[-1])
     steps, *opt = check_optimizer(steps, learning_rate, betas, final_learning_rate)
     params = jax.tree.map(np.asarray, fit.params)
-    padded = pad_rows(x)  # small data: one program per bucket of row counts
+    padded, n_valid = pad_rows(x)  # small data: one program per bucket of row counts
     probs, losses, norms = jax.device_get(
         _local_program(
             params,
             padded,
             fit.priors,
             *opt,
-            None if padded is x else len(x),
+            n_valid,
             work=x.size * fit.k * steps,  # every step is a pass over the rows
             steps=steps,
         )
