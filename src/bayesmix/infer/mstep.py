@@ -242,10 +242,11 @@ def _full_covariance(
     scatter: jnp.ndarray,
     count: jnp.ndarray,
     priors: Priors,
+    newton_steps: int = GENERAL_NEWTON_STEPS,
 ) -> tuple[jnp.ndarray, jnp.ndarray]:
     """Generalized M-step for one full covariance diag(s) C C^T diag(s): scale s (D,),
-    corr_chol C (D, D), scatter (D, D), count (): Newton steps on (log s, C unconstrained), or
-    L-BFGS steps above NEWTON_MAX_P parameters."""
+    corr_chol C (D, D), scatter (D, D), count (): `newton_steps` Newton steps on (log s, C
+    unconstrained), or L-BFGS steps above NEWTON_MAX_P parameters."""
     import numpyro.distributions as dist  # lazy: only tracing needs it (bayesmix._jit)
 
     d = scatter.shape[-1]
@@ -268,7 +269,7 @@ def _full_covariance(
 
     theta0 = jnp.concatenate([jnp.log(scale), bijection("corr_chol").inv(corr_chol)])
     if theta0.size <= NEWTON_MAX_P:
-        return unpack(_maximize(q, theta0, GENERAL_NEWTON_STEPS))
+        return unpack(_maximize(q, theta0, newton_steps))
     return unpack(_lbfgs_maximize(q, theta0, LBFGS_STEPS))
 
 
@@ -283,8 +284,16 @@ def _df(df: jnp.ndarray, st: Stats, priors: Priors) -> jnp.ndarray:
     return jnp.exp(_maximize(q, jnp.log(df)[None], SCALE_NEWTON_STEPS)[0])
 
 
-def m_step(model: Mixture, params: Params, st: Stats, c: jnp.ndarray, priors: Priors) -> Params:
-    """One ECM update of every free field given the E-step statistics `st` about centre c."""
+def m_step(
+    model: Mixture,
+    params: Params,
+    st: Stats,
+    c: jnp.ndarray,
+    priors: Priors,
+    newton_steps: int = GENERAL_NEWTON_STEPS,
+) -> Params:
+    """One ECM update of every free field given the E-step statistics `st` about centre c
+    (`newton_steps` for a full or tied covariance: any number raises the objective)."""
     k, d = params.locs.shape
     moment = "diag" if model.covariance in ("shared", "spherical", "diag") else model.covariance
     alive = params.weights > 0
@@ -319,14 +328,15 @@ def m_step(model: Mixture, params: Params, st: Stats, c: jnp.ndarray, priors: Pr
         # One component after another (lax.map), not vmapped: the vmapped Newton solves hung
         # XLA's CPU runtime (every thread waiting, no CPU used) from D = 10, K = 8 on.
         scale, corr = jax.lax.map(
-            lambda a: _full_covariance(*a, priors), (params.scale, params.corr_chol, scatter, st.n)
+            lambda a: _full_covariance(*a, priors, newton_steps),
+            (params.scale, params.corr_chol, scatter, st.n),
         )
         scale = jnp.where(alive[:, None], scale, params.scale)
         corr = jnp.where(alive[:, None, None], corr, params.corr_chol)
         params = params._replace(scale=scale, corr_chol=corr)
     else:
         scale, corr = _full_covariance(
-            params.scale, params.corr_chol, scatter, jnp.sum(st.n), priors
+            params.scale, params.corr_chol, scatter, jnp.sum(st.n), priors, newton_steps
         )
         params = params._replace(scale=scale, corr_chol=corr)
     if model.family == "student-t" and model.df is None:
@@ -334,12 +344,19 @@ def m_step(model: Mixture, params: Params, st: Stats, c: jnp.ndarray, priors: Pr
     return params
 
 
-@partial(jax.jit, static_argnames=("model",))
+@partial(jax.jit, static_argnames=("model", "newton_steps"))
 @full_precision
-def update(model: Mixture, params: Params, st: Stats, c: jnp.ndarray, priors: Priors):
+def update(
+    model: Mixture,
+    params: Params,
+    st: Stats,
+    c: jnp.ndarray,
+    priors: Priors,
+    newton_steps: int = GENERAL_NEWTON_STEPS,
+):
     """(the EM objective at `params`, the parameters after one M-step, the norm of each
     field's change) for E-step statistics `st` computed at `params` about centre c."""
     objective = log_joint_alive(params, st.loglik, priors)
-    new = m_step(model, params, st, c, priors)
+    new = m_step(model, params, st, c, priors, newton_steps)
     change = jax.tree.map(lambda a, b: jnp.sqrt(jnp.sum((a - b) ** 2)), new, params)
     return objective, new, change
