@@ -112,18 +112,9 @@ def test_one_program_draws_what_blackjax_window_adaptation_then_nuts_draw():
     chain = np.array([3, 1])  # seed 3, chain 1
     warmup, draws = 20, 4
     start = nuts._start(x, priors, chain, None, model=model, init="seed", work=0)
-    ours = nuts._nuts_chain(
-        x,
-        priors,
-        chain,
-        start,
-        model=model,
-        warmup=warmup,
-        draws=draws,
-        target_accept=0.9,
-        dense_mass=False,
-        work=0,
-    )
+    first = nuts._first_state(x, start, model=model, draws=draws, dense_mass=False, work=0)
+    settings = dict(model=model, warmup=warmup, draws=draws, target_accept=0.9, dense_mass=False)
+    ours = nuts._nuts_chain(x, priors, chain, first, 0, warmup + draws, **settings, work=0).kept
 
     # The chain samples z = u / units (the locs in units of the data's sd).
     units = unit_scales(start[0], x)
@@ -288,3 +279,56 @@ def test_row_counts_of_one_bucket_share_the_chains_program_and_padding_changes_n
     for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g0), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(unit_scales(u, padded, len(x)), unit_scales(u, x), rtol=1e-12)
+
+
+def test_ctrl_c_stops_the_chains_and_returns_the_draws_so_far(monkeypatch):
+    """A chain runs in pieces; Ctrl-C (here raised in the main thread while the chains run)
+    stops them after their current piece and returns the draws made so far, which are the
+    first draws of the uninterrupted run (same keys, same steps), with a FitInterrupted
+    warning. Ctrl-C during the warm-up, before any draw, is raised as it is."""
+    import _thread
+    import signal
+    import time
+
+    from bayesmix.infer import nuts
+
+    kw = dict(chains=1, warmup=40, draws=60, seed=2)
+    loaded = set(nuts._nuts_chain._loaded)
+    whole = bm.sample_nuts(bm.SEED_DATA, 2, **kw)
+    monkeypatch.setattr(nuts, "FIRST_STEPS", 10)
+    monkeypatch.setattr(nuts, "SEGMENT_S", 0.0)  # then pieces of one step
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # (ignored in CI jobs)
+    program = nuts._nuts_chain
+
+    class interrupting:  # noqa: N801 (stands for the program)
+        lower = program.lower
+
+        def __init__(self, at):
+            self.at = at
+
+        def __call__(self, *args, **kwargs):
+            if int(args[4]) == self.at:  # this piece's first step: a slow piece
+                _thread.interrupt_main()
+                time.sleep(0.5)
+            return program(*args, **kwargs)
+
+    try:
+        monkeypatch.setattr(nuts, "_nuts_chain", interrupting(70))
+        with pytest.warns(bm.FitInterrupted, match="first 31 draws of the 1 chain"):
+            part = bm.sample_nuts(bm.SEED_DATA, 2, **kw)
+        monkeypatch.setattr(nuts, "_nuts_chain", interrupting(20))
+        with pytest.raises(KeyboardInterrupt):
+            bm.sample_nuts(bm.SEED_DATA, 2, **kw)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    # Every piece ran the program compiled for the chain (typed as the pieces' carries).
+    assert len(set(program._loaded) - loaded) <= 1
+    n = part.params.locs.shape[1]
+    np.testing.assert_array_equal(part.params.locs, whole.params.locs[:, :n])
+    np.testing.assert_array_equal(part.sampler["energy"], whole.sampler["energy"][:, :n])
+
+
+def test_progress_bar_counts_the_steps_of_every_chain(capsys):
+    bm.sample_nuts(bm.SEED_DATA, 2, chains=2, warmup=20, draws=30, progress=True)
+    err = capsys.readouterr().err
+    assert "NUTS" in err and "/100 " in err

@@ -14,8 +14,9 @@ the caller computes on the current one.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import TypeVar
 
 import jax
@@ -35,15 +36,33 @@ def cores() -> int:
     return max(1, n or 1)
 
 
-def thread_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> list[R]:
+def thread_map(
+    fn: Callable[[T], R], items: Iterable[T], workers: int, stop: threading.Event | None = None
+) -> list[R | None]:
     """[fn(item) for item in items], `workers` at a time, in order. On Ctrl-C (or any error)
-    the items not yet started are dropped and the exception is raised at once."""
+    the items not yet started are dropped and the exception is raised at once; with a `stop`
+    event, Ctrl-C sets it instead, waits for the items started (fn should return soon once
+    stop is set) and returns their results, None for the others."""
     items = list(items)
-    if workers <= 1 or len(items) <= 1:
+    if stop is None and (workers <= 1 or len(items) <= 1):
         return [fn(item) for item in items]
-    pool = ThreadPoolExecutor(min(workers, len(items)))
+    pool = ThreadPoolExecutor(max(1, min(workers, len(items))))
     try:
-        return list(pool.map(fn, items))
+        futures = [pool.submit(fn, item) for item in items]
+        try:
+            # Waits of 0.1 s at most: the main thread handles Ctrl-C between them (a wait
+            # without a timeout defers it to the end of the items).
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=0.1, return_when=FIRST_EXCEPTION)
+                for f in done:
+                    f.result()  # an item's error, at once
+            return [f.result() for f in futures]
+        except KeyboardInterrupt:
+            if stop is None:
+                raise
+            stop.set()
+            return [None if f.cancel() else f.result() for f in futures]
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
 

@@ -8,28 +8,38 @@ log-Jacobian of the constraining maps.
 
 from __future__ import annotations
 
+import threading
+import time
+import warnings
 from dataclasses import replace
 from functools import partial
 from operator import itemgetter
+from typing import NamedTuple
 
 import jax
 import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 
-from .._jit import sized_jit
+from .._jit import serializable, sized_jit
 from .._threads import cores, thread_map
 from ..data import column_names
 from ..errors import FitError, SpecError
 from ..model import Init, Mixture, Params, Priors
 from ..result import Posterior, posterior_diagnostics
 from . import fisher
+from .em import FitInterrupted, _show_progress
 from .estep import pad_rows
 from .init import INITS
 from .problem import check_init, check_seed, problem, whole
 from .units import inverse_curvature, unit_scales
 
 __all__ = ["check_init_params", "log_density_u", "sample_nuts"]
+
+#: A chain runs in pieces of about this many seconds (`sample_nuts`), the first of
+#: `FIRST_STEPS` steps.
+SEGMENT_S = 0.25
+FIRST_STEPS = 64
 
 # Memory per chain above which we refuse (draws of locs dominate): 8 GiB in all.
 _MAX_DRAW_BYTES = 8 * 2**30
@@ -79,16 +89,60 @@ def _start(x, priors, chain, u_given, n_valid=None, *, model, init):
     return u_given, value.astype(flat.dtype), unravel(grad), inverse.astype(flat.dtype)
 
 
+@serializable
+class Chain(NamedTuple):
+    """A chain's state between steps, in data-free units z = u / units (`unit_scales`):
+    BlackJAX's HMC state, the dual-averaging and mass-matrix adaptation states (as plain
+    tuples, which cross `jax.export`), the step size and inverse mass matrix in use, the draws
+    kept so far ((draws, ...) buffers: params, (divergent, acceptance, steps), energy) and the
+    units."""
+
+    state: tuple
+    da: tuple
+    mm: tuple
+    step_size: jnp.ndarray
+    inverse_mass: jnp.ndarray
+    kept: tuple
+    units: jnp.ndarray
+
+
+@partial(sized_jit, static_argnames=("model", "draws", "dense_mass"))
+def _first_state(x, start, n_valid=None, *, model, draws, dense_mass) -> Chain:
+    """The `Chain` before the first step from `_start`'s (u, log density, gradient, inverse
+    mass matrix (P,)), in the chain's units (`unit_scales` of the first n_valid rows of x)."""
+    from blackjax.adaptation.mass_matrix import mass_matrix_adaptation
+    from blackjax.adaptation.step_size import dual_averaging_adaptation
+    from blackjax.mcmc.hmc import HMCState
+
+    u, value, grad, inverse_mass = start
+    units = unit_scales(u, x, n_valid)
+    # The chain moves a flat vector: per-leaf operations on a Params position were repeated
+    # per leaf in the program (the momentum's normal draw, compiled four times on the seed).
+    flat, _ = jax.flatten_util.ravel_pytree(u)
+    state = HMCState(flat / units, value, jax.flatten_util.ravel_pytree(grad)[0] * units)
+    inverse_mass = inverse_mass / units**2
+    mm_init = mass_matrix_adaptation(not dense_mass)[0]
+    mm = mm_init(inverse_mass.size, jnp.diag(inverse_mass) if dense_mass else inverse_mass)
+    da = dual_averaging_adaptation(0.5)[0](1.0)  # (the target is not part of the state)
+    step_size = jnp.ones_like(da.log_step_size)  # BlackJAX's initial step size
+    like = (model.from_unconstrained(u), (False, jnp.zeros((), value.dtype), 0), value)
+    kept = jax.tree.map(lambda v: jnp.zeros((draws, *jnp.shape(v)), jnp.asarray(v).dtype), like)
+    leaves = jax.tree.leaves
+    return Chain(tuple(leaves(state)), tuple(leaves(da)), tuple(leaves(mm)), step_size,
+                 mm.inverse_mass_matrix, kept, units)  # fmt: skip
+
+
 @partial(sized_jit, static_argnames=("model", "warmup", "draws", "target_accept", "dense_mass"))
 def _nuts_chain(
-    x, priors, chain, start, n_valid=None, *, model, warmup, draws, target_accept, dense_mass
-):
-    """One chain from `start` (`_start`'s): Stan's window adaptation for `warmup` steps, then
-    `draws` NUTS steps, in one scan over one NUTS kernel (after BlackJAX's
-    `window_adaptation`, which runs its own, the draws needed a second one: 1.5-2.5 s more
-    compile at N = 1e4). Only the draws are kept (the scan's carry holds them), so memory does
-    not grow with `warmup`. Returns (params, (divergent, acceptance, steps), energy), each with
-    a leading (draws,) axis."""
+    x, priors, chain, carry, begin, end, n_valid=None, *, model, warmup, draws, target_accept,
+    dense_mass,
+):  # fmt: skip
+    """Steps begin <= i < end of one chain (a `Chain` from `_start`'s or from the previous
+    steps'): Stan's window adaptation for the first `warmup` steps, then `draws` NUTS steps,
+    in one loop over one NUTS kernel (after BlackJAX's `window_adaptation`, which runs its
+    own, the draws needed a second one: 1.5-2.5 s more compile at N = 1e4). begin and end are
+    values: one program runs a chain whole or in pieces (`sample_nuts`'s progress and
+    Ctrl-C). Only the draws are kept (in the carry), so memory does not grow with `warmup`."""
     import blackjax  # lazy: only tracing needs it (bayesmix._jit)
     from blackjax.adaptation.mass_matrix import mass_matrix_adaptation
     from blackjax.adaptation.step_size import dual_averaging_adaptation
@@ -96,14 +150,9 @@ def _nuts_chain(
     from blackjax.mcmc.hmc import HMCState
 
     _, k_warm, k_draw = jax.random.split(_chain_key(chain), 3)
-    u, value, grad, inverse_mass = start
-    # The chain moves a flat vector: per-leaf operations on a Params position were repeated
-    # per leaf in the program (the momentum's normal draw, compiled four times on the seed).
-    flat, unravel = jax.flatten_util.ravel_pytree(u)
-    # ... in data-free units: z = u / units (`unit_scales`).
-    units = unit_scales(u, x, n_valid)
-    state = HMCState(flat / units, value, jax.flatten_util.ravel_pytree(grad)[0] * units)
-    inverse_mass = inverse_mass / units**2
+    units = carry.units
+    first = jax.tree.map(itemgetter(0), carry.kept[0])
+    _, unravel = jax.flatten_util.ravel_pytree(model.to_unconstrained(first))
 
     @jax.jit  # traced once for its several call sites (the integrator's)
     def logdensity(z):
@@ -134,37 +183,51 @@ def _nuts_chain(
             window_end, lambda: (da_init(da_final(da)), mm_final(mm)), lambda: (da, mm)
         )
 
-    def step(carry, xs):
-        state, da, mm, step_size, inverse_mass, kept = carry
-        key, window, window_end, last, slot = xs
-        state, info = kernel(key, state, logdensity, step_size, inverse_mass)
-        da, mm = adapt(da, mm, window, window_end, state.position, info.acceptance_rate)
-        warming = window != 2
+    def step(i, carry):
+        state, da, mm, step_size, inverse_mass, kept, units = carry
+        window_i, window_end_i = jnp.asarray(window)[i], jnp.asarray(window_end)[i]
+        state, info = kernel(keys[i], state, logdensity, step_size, inverse_mass)
+        da, mm = adapt(da, mm, window_i, window_end_i, state.position, info.acceptance_rate)
+        warming = window_i != 2
         step_size = jnp.where(warming, jnp.exp(da.log_step_size), step_size)
-        step_size = jnp.where(last, jnp.exp(da.log_step_size_avg), step_size)
+        step_size = jnp.where(jnp.asarray(last)[i], jnp.exp(da.log_step_size_avg), step_size)
         inverse_mass = jnp.where(warming, mm.inverse_mass_matrix, inverse_mass)
         stats = (info.is_divergent, info.acceptance_rate, info.num_integration_steps)
         out = (model.from_unconstrained(unravel(state.position * units)), stats, info.energy)
         # Only the draws are kept (a warm-up step writes slot 0, which the first draw takes).
         kept = jax.tree.map(
-            lambda b, v: jax.lax.dynamic_update_index_in_dim(b, v.astype(b.dtype), slot, 0),
+            lambda b, v: jax.lax.dynamic_update_index_in_dim(
+                b, v.astype(b.dtype), jnp.asarray(slot)[i], 0
+            ),
             kept,
             out,
         )
-        return (state, da, mm, step_size, inverse_mass, kept), None
+        return Chain(state, da, mm, step_size, inverse_mass, kept, units)
 
-    mm = mm_init(inverse_mass.size, jnp.diag(inverse_mass) if dense_mass else inverse_mass)
-    da = da_init(1.0)
-    step_size = jnp.ones_like(da.log_step_size)  # BlackJAX's initial step size
-    real = state.logdensity.dtype
-    like = (
-        model.from_unconstrained(u),
-        (False, jnp.zeros((), real), 0),
-        state.logdensity,
+    # BlackJAX's states from the carry's leaves, and back.
+    states = (HMCState(*carry.state), da_init(1.0), mm_init(len(units), carry.inverse_mass))
+    structures = [jax.tree.structure(v) for v in states]
+    state, da, mm = (jax.tree.unflatten(t, v) for t, v in zip(structures, carry[:3], strict=True))
+    carry = jax.lax.fori_loop(begin, end, step, carry._replace(state=state, da=da, mm=mm))
+    return carry._replace(
+        **{f: tuple(jax.tree.leaves(getattr(carry, f))) for f in Chain._fields[:3]}
     )
-    kept = jax.tree.map(lambda v: jnp.zeros((draws, *jnp.shape(v)), jnp.asarray(v).dtype), like)
-    carry = (state, da, mm, step_size, mm.inverse_mass_matrix, kept)
-    return jax.lax.scan(step, carry, (keys, window, window_end, last, slot))[0][-1]
+
+
+_CHAIN_LIKES: dict = {}
+
+
+def _chain_like(x, start_like, n_valid, **states) -> Chain:
+    """The shapes and dtypes of `_first_state`'s Chain for `_start`'s (`_start_like`), every
+    leaf strongly typed as the NumPy carries of the calls (a weak type recompiles), traced once
+    per model and shapes (~20 ms a trace)."""
+    leaves, tree = jax.tree.flatten(start_like)
+    key = (x.shape, x.dtype, n_valid is None, tree, tuple((v.shape, v.dtype) for v in leaves),
+           tuple(sorted(states.items())))  # fmt: skip
+    if key not in _CHAIN_LIKES:
+        shapes = jax.eval_shape(partial(_first_state._fun, **states), x, start_like, n_valid)
+        _CHAIN_LIKES[key] = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype), shapes)
+    return _CHAIN_LIKES[key]
 
 
 def _start_like(u: Params | None, model: Mixture, d: int) -> tuple:
@@ -234,6 +297,7 @@ def sample_nuts(
     dense_mass: bool = False,
     init_params: Params | None = None,
     seed: int = 0,
+    progress: bool | None = None,
 ) -> Posterior:
     """Draw from p(globals | x) by collapsed NUTS.
 
@@ -247,11 +311,16 @@ def sample_nuts(
     `dense_mass` adapts a full mass matrix instead of a diagonal one. `init_params` starts
     the chains from given positions instead (Params of the model, e.g. MAP fits: one start
     for all chains, or a leading axis of length `chains`; see `sample_multistart`).
+    `progress`: a progress bar of the chains' steps (default: on for long runs at a
+    terminal). Ctrl-C stops the chains within a fraction of a second and returns the draws
+    so far (of the chains past their warm-up, with a `FitInterrupted` warning).
 
     Returns a Posterior whose params have leading axes (chains, draws) (weights (chains,
     draws, K), locs (chains, draws, K, D), ...), sampler statistics and diagnostics (R-hat, ESS,
     divergences, warnings).
     """
+    from tqdm.auto import tqdm  # numpyro's dependency; imported here to keep imports fast
+
     x, model, priors = problem(data, k, covariance, family, df, priors)
     chains, warmup, draws = (
         whole("chains", chains),
@@ -289,28 +358,70 @@ def sample_nuts(
     padded, n_valid = pad_rows(x)
     # Traced here, the chains' program compiles (XLA, ~3-4 s at N = 1e4, without the GIL) while
     # the starts are computed (a few passes each; the cheap build serves), once for all chains.
-    like = _start_like(given[0], model, x.shape[1])
-    program = _nuts_chain.lower(padded, priors, chain_ids[0], like, n_valid, **settings)
+    states = dict(model=model, draws=int(draws), dense_mass=bool(dense_mass))
+    like = _chain_like(padded, _start_like(given[0], model, x.shape[1]), n_valid, **states)
+    step = jax.ShapeDtypeStruct((), np.int32)
+    program = _nuts_chain.lower(padded, priors, chain_ids[0], like, step, step, n_valid, **settings)
 
     def prepare(task: int):
         if task == 0:
             return program.compile()
         return [
-            _start(padded, priors, k, u, n_valid, work=0, model=model, init=init)
+            _first_state(
+                padded,
+                _start(padded, priors, k, u, n_valid, work=0, model=model, init=init),
+                n_valid,
+                work=0,
+                **states,
+            )
             for k, u in zip(chain_ids, given, strict=True)
         ]
 
     # On the host, as the compiled signature's placeholders (a device array would recompile).
     starts = jax.device_get(thread_map(prepare, range(2), cores())[1])
 
-    def chain(c: int):
-        return jax.device_get(
-            _nuts_chain(padded, priors, chain_ids[c], starts[c], n_valid, **settings)
-        )
+    total = warmup + draws
+    stop = threading.Event()
+    bar = tqdm(total=chains * total, unit="step", desc="NUTS", leave=False,
+               disable=not _show_progress(progress, settings["work"]))  # fmt: skip
+
+    def chain(c: int) -> tuple[int, tuple]:
+        """Chain c in pieces of about SEGMENT_S seconds each (so that the progress bar moves
+        and Ctrl-C stops it soon; each piece costs ~2 ms), sized by the steps' speed so far:
+        (steps run, the draws kept)."""
+        carry, done, steps = starts[c], 0, FIRST_STEPS
+        while done < total and not stop.is_set():
+            tick, end = time.perf_counter(), min(done + steps, total)
+            run = _nuts_chain(padded, priors, chain_ids[c], carry, np.int32(done),
+                              np.int32(end), n_valid, **settings)  # fmt: skip
+            carry = jax.device_get(run)  # NumPy: the compiled signature's types
+            per_step = (time.perf_counter() - tick) / (end - done)
+            steps = max(1, int(SEGMENT_S / max(per_step, 1e-9)))
+            bar.update(end - done)
+            done = end
+        return done, carry.kept
 
     # The chains are independent: they run side by side, one per core.
-    runs = thread_map(chain, range(chains), cores())
-    params, (divergent, accept, steps), energy = jax.tree.map(lambda *c: np.stack(c), *runs)
+    try:
+        runs = thread_map(chain, range(chains), cores(), stop=stop)
+    finally:
+        bar.close()
+    runs = [r for r in runs if r is not None and r[0] > warmup]
+    if stop.is_set():  # Ctrl-C: the draws every chain that reached them has
+        if not runs:
+            raise KeyboardInterrupt
+        kept = min(done for done, _ in runs) - warmup
+        late = f" ({chains - len(runs)} more were still warming up)" if len(runs) < chains else ""
+        warnings.warn(
+            f"NUTS interrupted: returning the first {kept} draws of the {len(runs)} chain"
+            f"{'s' * (len(runs) > 1)} past their warm-up{late}",
+            FitInterrupted,
+            stacklevel=2,
+        )
+        runs = [(done, jax.tree.map(lambda v: v[:kept], draws)) for done, draws in runs]
+    params, (divergent, accept, steps), energy = jax.tree.map(
+        lambda *c: np.stack(c), *(draws for _, draws in runs)
+    )
     params = jax.tree.map(np.asarray, params)
     if not all(np.all(np.isfinite(v)) for v in jax.tree.leaves(params)):
         raise FitError("NUTS produced non-finite draws; check the data and priors")
