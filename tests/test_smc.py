@@ -101,3 +101,44 @@ def test_bad_settings_are_rejected():
     big = np.random.default_rng(0).standard_normal((100_000, 1))
     with pytest.raises(bm.SpecError, match="GiB; use fewer particles"):
         sample_smc(big, 10, particles=100_000)
+
+
+def test_ctrl_c_stops_the_runs_within_a_piece(monkeypatch, capsys, post):
+    """Runs go on in pieces of tempering steps; Ctrl-C (raised here in the main thread while
+    the runs compute) stops them after their current piece and is raised (a run stopped
+    before beta = 1 has no posterior draws); pieces give the draws of a whole run, with a
+    progress bar."""
+    import _thread
+    import signal
+    import time
+
+    from bayesmix.infer import smc
+
+    kw, whole = dict(particles=1000, runs=RUNS, seed=0), post
+    monkeypatch.setattr(smc, "SEGMENT_S", 0.0)  # pieces of one tempering step
+    program, calls = smc._smc_piece, []
+
+    class interrupting:  # noqa: N801 (stands for the program)
+        lower = program.lower
+
+        def __call__(self, *args, **kwargs):
+            calls.append(1)
+            if len(calls) == 3:  # a slow piece
+                _thread.interrupt_main()
+                time.sleep(0.5)
+            return program(*args, **kwargs)
+
+    pieces = sample_smc(bm.SEED_DATA, 2, **kw, progress=True)
+    assert "SMC (beta)" in capsys.readouterr().err  # the progress bar
+    np.testing.assert_array_equal(pieces.params.locs, whole.params.locs)
+    np.testing.assert_array_equal(pieces.sampler["log_evidence"], whole.sampler["log_evidence"])
+    monkeypatch.setattr(smc, "_smc_piece", interrupting())
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # (ignored in CI jobs)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            sample_smc(bm.SEED_DATA, 2, **kw)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    steps = int(whole.sampler["tempering_steps"].sum())
+    # The runs stopped within ~0.1 s (a piece of the other run is ~10 ms), not after all steps.
+    assert len(calls) < steps / 2, (len(calls), steps)
