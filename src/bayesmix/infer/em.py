@@ -148,13 +148,8 @@ def _init_program(x, n_valid, xs, ns_valid, priors, key, *, model, n_init, init,
             fell = fell | ((i > 0) & falls(objective, prev, rows))
             return (new, objective, fell, st.n), None
 
-        k = model.k
-        start = (
-            model.from_unconstrained(u),
-            jnp.zeros((), accumulator_dtype()),
-            False,
-            jnp.ones(k),
-        )
+        start = (model.from_unconstrained(u), jnp.zeros((), accumulator_dtype()), False,
+                 jnp.ones(model.k))  # fmt: skip
         (p, objective, fell, n), _ = jax.lax.scan(iterate, start, jnp.arange(iters))
         # The objective is of the parameters before the last M-step, which raised it. A start
         # whose objective fell, or with a component on fewer rows than its scales need, was
@@ -463,7 +458,11 @@ def _initial_params(
         return p, np.full(1, np.nan), 0
     acc = accumulator_dtype()
     padded, n_valid = pad_rows(sample)
-    short, ns_valid = pad_rows(sample[sample_indices(len(sample), short_em_rows(n_init), seed)])
+    short, ns_valid = (
+        (padded, n_valid)
+        if init_iters == 0
+        else pad_rows(sample[sample_indices(len(sample), short_em_rows(n_init), seed)])
+    )
     losses, best, params = _init_program(
         jnp.asarray(padded, acc),
         n_valid,

@@ -137,7 +137,7 @@ def _nuts_chain(
     x, priors, chain, carry, begin, end, n_valid=None, *, model, warmup, draws, target_accept,
     dense_mass,
 ):  # fmt: skip
-    """Steps begin <= i < end of one chain (a `Chain` from `_start`'s or from the previous
+    """Steps begin <= i < end of one chain (a `Chain` from `_first_state` or from the previous
     steps'): Stan's window adaptation for the first `warmup` steps, then `draws` NUTS steps,
     in one loop over one NUTS kernel (after BlackJAX's `window_adaptation`, which runs its
     own, the draws needed a second one: 1.5-2.5 s more compile at N = 1e4). begin and end are
