@@ -323,3 +323,25 @@ def test_scan_moments_and_constant_columns_across_chunks():
     x[:, 1] = 5.0
     with pytest.raises(bm.DataError, match=r"column 1 of data is constant \(every value is 5\)"):
         ArraySource(x, chunk_rows=7).scan()
+
+
+def test_csv_output_quotes_only_the_values_that_need_it(tmp_path):
+    """Arrow quotes every text value; the CSV written quotes none where none needs it, and
+    where one does (a comma, quote, line break, edge blanks), a reader gets every value back."""
+    import csv
+
+    from bayesmix.stream import write_tables
+
+    plain = pa.table({"id": ["a1", "b2"], "label": [0, 1], "p": [0.25, 1.0]})
+    write_tables(tmp_path / "plain.csv", [plain], "none", csv=True)
+    assert (tmp_path / "plain.csv").read_text().splitlines() == [
+        "id,label,p", "a1,0,0.25", "b2,1,1"
+    ]  # fmt: skip
+    names = ["a,1", 'b"2', "c\n3", " d", "e"]
+    odd = pa.table({"id": names, "label": list(range(5))})
+    write_tables(tmp_path / "odd.csv", [plain.select(["id", "label"]), odd], "none", csv=True)
+    with open(tmp_path / "odd.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows == [["id", "label"], ["a1", "0"], ["b2", "1"]] + [
+        [n, str(i)] for i, n in enumerate(names)
+    ]

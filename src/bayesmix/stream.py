@@ -192,6 +192,26 @@ def model_source(
     return source
 
 
+def _needs_quotes(table) -> bool:
+    """Whether a CSV of `table` needs quotes (Arrow's "needed" quotes every text value): a
+    text value with a comma, quote, line break or edge blanks (as `io.csv_cell`), or a column
+    of another non-numeric type."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for column in table.columns:
+        kind = column.type
+        if pa.types.is_dictionary(kind):
+            column, kind = column.cast(kind.value_type), kind.value_type
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            if pc.any(pc.match_substring_regex(column, r'[,"\r\n]|^\s|\s$')).as_py():
+                return True
+        elif not (pa.types.is_integer(kind) or pa.types.is_floating(kind)
+                  or pa.types.is_boolean(kind)):  # fmt: skip
+            return True
+    return False
+
+
 def write_tables(
     path: str | os.PathLike[str], tables: Iterable, empty: str, *, csv: bool = False
 ) -> int:
@@ -217,7 +237,9 @@ def write_tables(
                 writer = pq.ParquetWriter(tmp, table.schema, **options)
             if csv:
                 buf = io.BytesIO()
-                pcsv.write_csv(table, buf, pcsv.WriteOptions(include_header=False))
+                quoting = "needed" if _needs_quotes(table) else "none"
+                pcsv.write_csv(table, buf, pcsv.WriteOptions(include_header=False,
+                                                             quoting_style=quoting))  # fmt: skip
                 writer.write(buf.getbuffer())
             else:
                 writer.write_table(table)
