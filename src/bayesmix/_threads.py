@@ -37,14 +37,20 @@ def cores() -> int:
 
 
 def thread_map(
-    fn: Callable[[T], R], items: Iterable[T], workers: int, stop: threading.Event | None = None
+    fn: Callable[[T], R],
+    items: Iterable[T],
+    workers: int,
+    stop: threading.Event | None = None,
+    tick: Callable[[], None] | None = None,
 ) -> list[R | None]:
     """[fn(item) for item in items], `workers` at a time, in order. On Ctrl-C (or any error)
     the items not yet started are dropped and the exception is raised at once; with a `stop`
     event, Ctrl-C sets it instead, waits for the items started (fn should return soon once
-    stop is set) and returns their results, None for the others."""
+    stop is set) and returns their results, None for the others. `tick` is called in the
+    calling thread every 0.1 s while the items run, and once at the end (a progress bar's
+    updates: tqdm's lock, taken from the items' threads, deadlocked a test)."""
     items = list(items)
-    if stop is None and (workers <= 1 or len(items) <= 1):
+    if stop is None and tick is None and (workers <= 1 or len(items) <= 1):
         return [fn(item) for item in items]
     pool = ThreadPoolExecutor(max(1, min(workers, len(items))))
     try:
@@ -57,6 +63,8 @@ def thread_map(
                 done, pending = wait(pending, timeout=0.1, return_when=FIRST_EXCEPTION)
                 for f in done:
                     f.result()  # an item's error, at once
+                if tick is not None:
+                    tick()
             return [f.result() for f in futures]
         except KeyboardInterrupt:
             if stop is None:

@@ -397,13 +397,14 @@ def sample_nuts(
             carry = jax.device_get(run)  # NumPy: the compiled signature's types
             per_step = (time.perf_counter() - tick) / (end - done)
             steps = max(1, int(SEGMENT_S / max(per_step, 1e-9)))
-            bar.update(end - done)
-            done = end
+            done = progress_of[c] = end
         return done, carry.kept
 
     # The chains are independent: they run side by side, one per core.
+    progress_of = [0] * chains  # steps run per chain, shown by the calling thread
     try:
-        runs = thread_map(chain, range(chains), cores(), stop=stop)
+        runs = thread_map(chain, range(chains), cores(), stop=stop,
+                          tick=lambda: bar.update(sum(progress_of) - bar.n))  # fmt: skip
     finally:
         bar.close()
     runs = [r for r in runs if r is not None and r[0] > warmup]

@@ -261,7 +261,7 @@ def sample_smc(
     def run(seed_run: np.ndarray):
         """One run in pieces that double while one takes under SEGMENT_S seconds (the progress
         bar moves with beta and Ctrl-C stops it soon): its outputs, or None when stopped."""
-        carry, steps, beta = fresh, 1, 0.0
+        carry, steps = fresh, 1
         while not stop.is_set():
             tick = time.perf_counter()
             until = np.int32(max(int(carry.step), 0) + steps)
@@ -269,15 +269,16 @@ def sample_smc(
                                                      n_valid, s=settings, work=work))  # fmt: skip
             if time.perf_counter() - tick < SEGMENT_S:
                 steps *= 2
-            bar.update(float(carry.state[2]) - beta)
-            beta = float(carry.state[2])
+            beta = betas[int(seed_run[1])] = float(carry.state[2])
             if beta >= 1.0 or int(carry.step) >= max_steps:
                 c, (params, accept) = carry, draws
                 return params, c.log_z, c.step, beta, c.temperatures, c.acceptance, accept
         return None
 
+    betas = [0.0] * runs  # each run's temperature, shown by the calling thread
     try:
-        out = thread_map(run, seed_runs, side_by_side, stop=stop)
+        out = thread_map(run, seed_runs, side_by_side, stop=stop,
+                         tick=lambda: bar.update(sum(betas) - bar.n))  # fmt: skip
     finally:
         bar.close()
     if stop.is_set():  # Ctrl-C: a run stopped before beta = 1 has no posterior draws
