@@ -46,6 +46,7 @@ from .estep import (
     Stats,
     accumulator_dtype,
     block_rows,
+    data_rows,
     estep,
     moment_kind,
     pad_rows,
@@ -133,7 +134,7 @@ def _init_program(x, n_valid, xs, ns_valid, priors, key, *, model, n_init, init,
         return initial, jnp.argmin(initial), first
     moment = moment_kind(model.covariance)
     block = block_rows(model.k, x.shape[1], moment)
-    rows = xs.shape[0] if ns_valid is None else ns_valid
+    rows = data_rows(xs, ns_valid)
 
     # Rows a component needs for its scales to be estimable: D + 1 for a full covariance,
     # 2 for per-component scales (a tied or shared scale borrows every row).

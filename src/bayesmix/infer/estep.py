@@ -40,9 +40,11 @@ __all__ = [
     "block_rows",
     "estep",
     "moment_kind",
+    "data_rows",
     "pad_rows",
     "row_mask",
     "row_mean",
+    "row_var",
     "row_ranges",
     "stats",
     "zero_stats",
@@ -279,6 +281,11 @@ def pad_rows(x: np.ndarray) -> tuple[np.ndarray, int | None]:
     return np.concatenate([x, np.zeros((size - n, d), x.dtype)]), n
 
 
+def data_rows(x: jnp.ndarray, n_valid) -> int | jnp.ndarray:
+    """How many rows of x (N, ...) are data: n_valid (`pad_rows`), or N for None."""
+    return x.shape[0] if n_valid is None else n_valid
+
+
 def row_mask(x: jnp.ndarray, n_valid) -> jnp.ndarray | None:
     """(N,) True for the data rows of x (N, ...), its first n_valid (`pad_rows`); None for
     all rows (n_valid None)."""
@@ -291,6 +298,13 @@ def row_mean(v: jnp.ndarray, n_valid=None) -> jnp.ndarray:
         return jnp.mean(v, axis=0)
     mask = row_mask(v, n_valid).reshape((-1,) + (1,) * (v.ndim - 1))
     return jnp.where(mask, v, 0).sum(axis=0) / n_valid
+
+
+def row_var(v: jnp.ndarray, n_valid=None, ddof: int = 0) -> jnp.ndarray:
+    """The variance over the data rows (the first n_valid; all for None) of v (N, ...)."""
+    if n_valid is None:
+        return jnp.var(v, axis=0, ddof=ddof)
+    return row_mean((v - row_mean(v, n_valid)) ** 2, n_valid) * n_valid / (n_valid - ddof)
 
 
 def row_ranges(n: int, k: int) -> list[tuple[int, int]]:

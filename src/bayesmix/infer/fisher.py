@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from ..model import Mixture, Params, Priors, log_prior
-from .estep import block_rows, moment_kind, row_mean, stats
+from .estep import block_rows, data_rows, moment_kind, row_mean, stats
 from .mstep import expected_log_joint
 
 __all__ = ["log_joint", "log_joint_and_stats"]
@@ -31,7 +31,7 @@ def log_joint_and_stats(
     moment = moment_kind(model.covariance)
     c = row_mean(x, n_valid)  # any fixed centre: moments about the mean keep sums accurate
     block = block_rows(model.k, x.shape[-1], moment)
-    st = stats(params, x, x.shape[0] if n_valid is None else n_valid, c, moment=moment, block=block)
+    st = stats(params, x, data_rows(x, n_valid), c, moment=moment, block=block)
     return st.loglik + log_prior(params, priors), (st, c)
 
 

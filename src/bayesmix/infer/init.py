@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from ..model import Init
 from ..model.components import scaled_sq_distances
-from .estep import row_mask, row_mean
+from .estep import data_rows, row_mask, row_mean, row_var
 
 __all__ = [
     "INITS",
@@ -58,15 +58,12 @@ def distinct_indices(key: jax.Array, n: int, k: int) -> jnp.ndarray:
 
 def _spread(x: jnp.ndarray, n_valid=None) -> jnp.ndarray:
     """sqrt(var / 2) per column of the data rows of x (N, D) (the first n_valid; all for None)."""
-    if n_valid is None:
-        return jnp.sqrt(jnp.var(x, axis=0, ddof=1) / 2.0)
-    var = row_mean((x - row_mean(x, n_valid)) ** 2, n_valid) * n_valid / (n_valid - 1)
-    return jnp.sqrt(var / 2.0)
+    return jnp.sqrt(row_var(x, n_valid, ddof=1) / 2.0)
 
 
 def init_seed(key: jax.Array, x: jnp.ndarray, k: int, n_valid=None) -> Init:
     """The tutorial's initialization for one restart. x: (N, D) -> Init with locs (K, D)."""
-    idx = distinct_indices(key, x.shape[0] if n_valid is None else n_valid, k)
+    idx = distinct_indices(key, data_rows(x, n_valid), k)
     return Init(_uniform_weights(k, x.dtype), x[idx], _spread(x, n_valid))
 
 
@@ -83,7 +80,7 @@ def kmeanspp_locs(
         raise ValueError(f"trials must be a whole number >= 1, got {trials!r}")
     mask = row_mask(x, n_valid)
     keys = jax.random.split(key, k)
-    first = x[jax.random.randint(keys[0], (), 0, x.shape[0] if n_valid is None else n_valid)]
+    first = x[jax.random.randint(keys[0], (), 0, data_rows(x, n_valid))]
     locs = jnp.zeros((k, x.shape[1]), x.dtype).at[0].set(first)
     d2 = jnp.sum((x - first) ** 2, axis=-1)
     if mask is not None:  # padding rows are never drawn
@@ -175,8 +172,8 @@ def init_kmeans(key: jax.Array, x: jnp.ndarray, k: int, n_valid=None) -> Init:
     k_rows, k_seed = jax.random.split(key)
     rows, rows_valid = x, n_valid
     if x.shape[0] > KMEANS_ROWS:  # drawn among the data rows: all valid
-        n = x.shape[0] if n_valid is None else n_valid
-        rows, rows_valid = x[jax.random.randint(k_rows, (KMEANS_ROWS,), 0, n)], None
+        rows = x[jax.random.randint(k_rows, (KMEANS_ROWS,), 0, data_rows(x, n_valid))]
+        rows_valid = None
     seeds = kmeanspp_locs(k_seed, rows, k, KMEANSPP_TRIALS, n_valid=rows_valid)
     locs = lloyd(rows, seeds, LLOYD_ITERS, rows_valid)
     return _init_from_locs(x, locs, count_weights=True, n_valid=n_valid)

@@ -10,7 +10,7 @@ import jax.flatten_util
 import jax.numpy as jnp
 
 from ..model import Params
-from .estep import row_mean
+from .estep import row_var
 
 __all__ = ["CURVATURE_MAX_P", "inverse_curvature", "unit_scales"]
 
@@ -25,7 +25,7 @@ def unit_scales(u: Params, x: jnp.ndarray, n_valid=None) -> jnp.ndarray:
     samples in: in the data's units, data of sd 1e-6 left the locs' metric 1e10 times their
     posterior variance (every draw at tree depth 10, the chains unmoving) and data of sd 1e-3
     cost 13x the leapfrogs of sd 1."""
-    sd = jnp.sqrt(row_mean((x - row_mean(x, n_valid)) ** 2, n_valid))
+    sd = jnp.sqrt(row_var(x, n_valid))
     sd = jnp.where(sd > 0, sd, 1.0).astype(u.locs.dtype)
     units = jax.tree.map(jnp.ones_like, u)._replace(locs=jnp.broadcast_to(sd, u.locs.shape))
     return jax.flatten_util.ravel_pytree(units)[0]
