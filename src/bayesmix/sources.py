@@ -18,6 +18,7 @@ is read one row group at a time, so its row groups must fit in the budget too.
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -206,6 +207,19 @@ def rows_for_budget(budget: int, d: int) -> int:
     return int(1 << int(math.log2(rows)))
 
 
+def _return_freed_memory() -> None:
+    """Have glibc's malloc give blocks of 128 KiB or more back to the system when they are
+    freed, for the rest of the process (a fit under a memory budget asked for it). By default
+    glibc raises that threshold to the size of each large block freed (up to 32 MiB), after
+    which chunk-sized buffers come from its heaps and stay resident once freed: measured, the
+    peak of the same fit under a 32 MiB budget varied from 8 to 35 MiB between runs that way,
+    13 to 18 MiB with the threshold fixed. Does nothing where the C library is not glibc."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, 128 << 10)  # -3: M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 class Source:
     """Chunked data. Subclasses implement `_pieces()`, yielding (file or name, float64 array
     (rows, D)) in row order; this class cuts them into chunks of `chunk_rows` rows (never
@@ -239,6 +253,8 @@ class Source:
             raise SpecError(f"chunk_rows must be a whole number >= 2, got {chunk_rows!r}")
         self.chunk_rows = max(2, int(chunk_rows))
         self.budget = budget
+        if budget is not None:
+            _return_freed_memory()
         self._compiled: set[tuple] = set()  # E-step programs run (`stats`)
         self._scan: Scan | None = None  # `scan`'s result, once made
 
