@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import bayesmix as bm
 from bayesmix import _jit
@@ -105,3 +106,39 @@ def test_programs_take_float32_products_in_full_precision():
     for program in programs:
         dots = re.findall(r"stablehlo\.dot_general .*", program.as_text())
         assert dots and all("precision = [HIGHEST, HIGHEST]" in d for d in dots), dots
+
+
+def test_the_caches_are_pruned_to_their_size_least_recently_used_first(tmp_path):
+    """Over the limit, the files least recently used go first, down to 3/4 of it; files used
+    within min_age_s are kept even then; and the check runs at most once per every_s."""
+    now = 1_800_000_000.0
+    ages = {"a": 50, "b": 40, "c": 30, "d": 20, "e": 10, "f": 0.1}  # hours since last use
+    (tmp_path / "exported").mkdir()
+    for name, hours in ages.items():
+        f = tmp_path / ("exported" if name in "ce" else "") / name
+        f.write_bytes(b"x" * 100)
+        os.utime(f, (now - 3600 * hours, now - 3600 * hours))
+
+    def left():
+        return sorted(p.name for p in tmp_path.rglob("*") if p.is_file() and p.name != ".pruned")
+
+    _jit.prune_cache(tmp_path, limit=1000, now=now)  # 600 bytes: within the limit
+    assert left() == list("abcdef")
+    (tmp_path / ".pruned").unlink()
+    _jit.prune_cache(tmp_path, limit=400, now=now)  # down to 300: a, b, c go
+    assert left() == list("def")
+    _jit.prune_cache(tmp_path, limit=100, now=now + 3600)  # checked within the day: no change
+    assert left() == list("def")
+    os.utime(tmp_path / "f", (now + 86400 - 60, now + 86400 - 60))  # used a minute ago
+    _jit.prune_cache(tmp_path, limit=100, now=now + 86400)  # a day on: f is spared
+    assert left() == ["f"]
+
+
+def test_sizes_are_read_with_binary_units():
+    assert _jit.parse_size("512M") == 512 * 2**20
+    assert _jit.parse_size(" 1.5GiB") == 3 * 2**29
+    assert _jit.parse_size("4g") == 4 * 2**30
+    assert _jit.parse_size("1000000") == 1_000_000
+    for bad in ("", "lots", "-1G", "nan", "1e30T"):
+        with pytest.raises(ValueError, match="is not a size; e.g. 512M or 4G"):
+            _jit.parse_size(bad)

@@ -9,6 +9,9 @@ a program) is most of the warm cost. Three measures keep both low:
   no pickle), keyed by bayesmix's source, JAX's version, the static arguments and the input
   shapes; a later process deserializes it instead of tracing again (measured: the seed
   workflow's NUTS stage 3.8 s -> 1.0 s warm);
+- both caches together are kept under a size (`BAYESMIX_CACHE_SIZE`, default 1G): at most
+  once a day, a background thread removes the least recently used files beyond it, so that
+  programs of older bayesmix or JAX versions and of past data shapes do not pile up;
 - `sized_jit`: programs whose work is small (the seed's 5 points) are compiled with XLA's
   cheap settings, which compile 2-3x faster and run as fast at that size; large problems get
   the fully optimized build;
@@ -28,19 +31,32 @@ import functools
 import hashlib
 import os
 import threading
+import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 
-__all__ = ["cache_dir", "enable_compilation_cache", "full_precision", "serializable", "sized_jit"]
+__all__ = [
+    "cache_dir",
+    "enable_compilation_cache",
+    "full_precision",
+    "parse_size",
+    "prune_cache",
+    "serializable",
+    "sized_jit",
+]
 
 # Below this many (rows x components x dims) the cheap compile wins (measured on the seed
 # workflow: NUTS compile 7.0 s -> 3.2 s, same run time).
 SMALL_WORK = 1_000_000
 _FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
 _EXPORT_DIR: Path | None = None  # set by enable_compilation_cache
+CACHE_SIZE = 1 << 30  # bytes, unless BAYESMIX_CACHE_SIZE says otherwise
+PRUNE_EVERY_S = 24 * 3600  # how often the caches' size is checked
+_PRUNED = ".pruned"  # marker file: its time is the last check's
 _SOURCE_HASH: str | None = None
 _LAPACK = threading.local()  # .skip: lowering an exported program that calls no LAPACK
 
@@ -69,6 +85,62 @@ def enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     _EXPORT_DIR = path / "exported"
+    limit = CACHE_SIZE
+    if os.environ.get("BAYESMIX_CACHE_SIZE"):
+        try:
+            limit = parse_size(os.environ["BAYESMIX_CACHE_SIZE"])
+        except ValueError as exc:
+            warnings.warn(f"BAYESMIX_CACHE_SIZE: {exc}; using 1G", stacklevel=2)
+    threading.Thread(target=prune_cache, args=(path, limit), daemon=True).start()
+
+
+def parse_size(text: str) -> int:
+    """A byte count: 512M, 4G, 1.5GiB, 1000000 (K, M, G, T are powers of 1024)."""
+    units = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    try:
+        value = float(t[:-1] if t[-1:] in units else t) * units.get(t[-1:], 1)
+    except (ValueError, IndexError):
+        raise ValueError(f"{text!r} is not a size; e.g. 512M or 4G") from None
+    if not 0 <= value < 2**63:
+        raise ValueError(f"{text!r} is not a size; e.g. 512M or 4G")
+    return int(value)
+
+
+def prune_cache(
+    path: Path,
+    limit: int,
+    every_s: float = PRUNE_EVERY_S,
+    min_age_s: float = 3600.0,
+    now: float | None = None,
+) -> None:
+    """Keep the files under `path` within `limit` bytes: when they exceed it, remove the least
+    recently used (last read or written) down to 3/4 of it, sparing those used in the last
+    `min_age_s` (another process may be reading them). Runs at most once per `every_s`
+    (the marker file's time); any error only ends the pruning."""
+    marker = path / _PRUNED
+    now = time.time() if now is None else now
+    try:
+        if now - marker.stat().st_mtime < every_s:
+            return
+    except OSError:
+        pass
+    try:
+        marker.touch()
+        os.utime(marker, (now, now))
+        files = []
+        for f in path.rglob("*"):
+            if f.name != _PRUNED and f.is_file():
+                st = f.stat()
+                files.append((max(st.st_atime, st.st_mtime), st.st_size, f))
+        total = sum(size for _, size, _ in files)
+        for used, size, f in sorted(files, key=lambda t: t[0]):
+            if total <= limit * 3 // 4 or now - used < min_age_s:
+                break
+            f.unlink(missing_ok=True)
+            total -= size
+    except OSError:
+        pass
 
 
 def full_precision(fun: Callable) -> Callable:

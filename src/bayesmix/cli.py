@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from ._jit import parse_size
 from .errors import BayesmixError, BayesmixWarning
 
 #: From this many rows on, `fit` and `demo` warn that NUTS may take long (see --no-posterior).
@@ -205,13 +206,10 @@ def _size(text: str | None) -> int | None:
     """A byte count: 512M, 4G, 1.5GiB, 1000000 (K, M, G, T are powers of 1024)."""
     if text is None:
         return None
-    units = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-    t = text.strip().upper().removesuffix("B").removesuffix("I")
     try:
-        value = float(t[:-1] if t[-1:] in units else t) * units.get(t[-1:], 1)
-    except (ValueError, IndexError):
-        raise click.BadParameter(f"{text!r} is not a size; e.g. 512M or 4G") from None
-    return int(value)
+        return parse_size(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @main.command()
