@@ -82,6 +82,11 @@ def test_round_trip_gives_identical_predictions(tmp_path, seed_fit, posterior):
         a = bm.predict(seed_fit, X, temperature=t, seed=seed)
         np.testing.assert_array_equal(a, bm.predict(model.fit, X, temperature=t, seed=seed))
     np.testing.assert_array_equal(bm.predict_proba(seed_fit, X), bm.predict_proba(model.fit, X))
+    # The loaded model itself classifies and is scored as its fit; a Posterior is refused.
+    np.testing.assert_array_equal(bm.predict_proba(model, X), bm.predict_proba(seed_fit, X))
+    assert bm.criteria(model, X) == bm.criteria(seed_fit, X)
+    with pytest.raises(bm.SpecError, match="got Posterior; a Posterior's draws classify with"):
+        bm.predict(model.posterior, X)
 
 
 def test_metadata(tmp_path, seed_fit, posterior):
@@ -301,7 +306,7 @@ def test_permissions_of_a_new_file_and_a_replaced_one(tmp_path, seed_fit):
     [
         (("missing/m.bmx",), {}, bm.DataError, "folder missing does not exist"),
         ((".",), {}, bm.DataError, "is a folder"),
-        (("m.bmx", "fit"), {}, bm.SpecError, "needs a MAPResult"),
+        (("m.bmx", "fit"), {}, bm.SpecError, "expected a MAP fit .* got str"),
         (("m.bmx",), {"columns": ["a", "b"]}, bm.SpecError, "1 non-empty strings"),
         (("m.bmx",), {"posterior": 1}, bm.SpecError, "must be a Posterior"),
         (("m.bmx",), {"settings": {"x": object()}}, bm.SpecError, "JSON-ready"),
@@ -331,5 +336,5 @@ def test_save_takes_a_fitted_estimator_and_says_when_the_path_is_not_first(tmp_p
     np.testing.assert_array_equal(saved.fit.params.locs, est.result_.params.locs)
     with pytest.raises(bm.SpecError, match="takes the path first"):
         bm.save(seed_fit, tmp_path / "f.bmx")
-    with pytest.raises(bm.SpecError, match="or a fitted BayesianMixture"):
-        bm.save(tmp_path / "g.bmx", bm.BayesianMixture(n_components=2))  # not fitted
+    with pytest.raises(bm.SpecError, match="not fitted yet; call .fit"):
+        bm.save(tmp_path / "g.bmx", bm.BayesianMixture(n_components=2))

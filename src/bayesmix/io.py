@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError, SpecError
-from .result import MAPResult, Posterior
+from .result import MAPResult, Posterior, as_fit
 
 __all__ = ["FORMAT_VERSION", "SavedModel", "atomic_write", "dumps", "load", "loads", "save"]
 
@@ -132,10 +132,9 @@ def save(
     """
     if not isinstance(path, str | os.PathLike):
         raise SpecError(f"save(path, fit, ...) takes the path first; got {type(path).__name__}")
-    if isinstance(getattr(fit, "result_", None), MAPResult):  # a fitted BayesianMixture
-        if columns is None and hasattr(fit, "feature_names_in_"):
-            columns = [str(c) for c in fit.feature_names_in_]
-        fit = fit.result_
+    if columns is None and hasattr(fit, "feature_names_in_"):  # a fitted BayesianMixture
+        columns = [str(c) for c in fit.feature_names_in_]
+    fit = as_fit(fit)
     path = Path(path)
     if path.is_dir():
         raise DataError(f"cannot save the model to {path}: it is a folder; give a file name")
@@ -174,11 +173,7 @@ def dumps(
     settings: dict | None = None,
 ) -> bytes:
     """The bytes `save` writes (see `save`)."""
-    if not isinstance(fit, MAPResult):
-        raise SpecError(
-            "save needs a MAPResult (from bm.fit_map) or a fitted BayesianMixture, got "
-            f"{type(fit).__name__}"
-        )
+    fit = as_fit(fit)
     if posterior is not None and not isinstance(posterior, Posterior):
         raise SpecError(
             "posterior must be a Posterior (from bm.sample_nuts) or None, "

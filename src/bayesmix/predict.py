@@ -17,7 +17,7 @@ from .data import model_data
 from .enumerate import assign_from_logits, log_weighted, row_number
 from .errors import SpecError
 from .infer.problem import check_seed
-from .result import MAPResult
+from .result import MAPResult, as_fit
 
 __all__ = ["log_density", "predict", "predict_proba"]
 
@@ -56,6 +56,7 @@ def check_draw(temperature: object, seed: object) -> tuple[float, np.uint32]:
 def _run(fit: MAPResult, data: object, temperature: object, seed: object, first_row: int = 0):
     """(labels, probabilities, log densities) of the rows of `data`; `first_row`: the number of
     its first row in a larger table (the temperature-1 draws depend on it)."""
+    fit = as_fit(fit)
     temperature, seed = check_draw(temperature, seed)
     x = model_data(data, fit.columns, fit.params.locs.shape[-1])
     n = x.shape[0]

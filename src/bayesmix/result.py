@@ -18,6 +18,7 @@ __all__ = [
     "LocalPosterior",
     "MAPResult",
     "Posterior",
+    "as_fit",
     "ebfmi",
     "posterior_diagnostics",
     "relabeled_params",
@@ -62,6 +63,22 @@ class MAPResult:
             "converged": self.converged,
             "final_grad_norm": self.final_grad_norm,
         }
+
+
+def as_fit(fit: object) -> MAPResult:
+    """The MAP fit in `fit`: a MAPResult (`fit_em`, `fit_map`), a model read by `load`, or a
+    fitted `BayesianMixture`; else SpecError naming what was given."""
+    for inner in (fit, getattr(fit, "fit", None), getattr(fit, "result_", None)):
+        if isinstance(inner, MAPResult):
+            return inner
+    name = type(fit).__name__
+    if name == "BayesianMixture":
+        raise SpecError("the BayesianMixture is not fitted yet; call .fit(X) first")
+    hint = "; a Posterior's draws classify with bm.membership" if name == "Posterior" else ""
+    raise SpecError(
+        "expected a MAP fit (from fit_em or fit_map), a model read by bm.load or a fitted "
+        f"BayesianMixture, got {name}{hint}"
+    )
 
 
 @dataclass(frozen=True)

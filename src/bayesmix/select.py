@@ -17,7 +17,7 @@ from .data import as_data, model_data
 from .errors import SpecError
 from .model import check_k
 from .predict import log_density, predict_proba
-from .result import MAPResult, Posterior
+from .result import MAPResult, Posterior, as_fit
 
 __all__ = ["CRITERIA", "criteria", "pointwise_log_likelihood", "posterior_criteria", "select_k"]
 
@@ -26,6 +26,7 @@ CRITERIA = ("bic", "aic", "icl")
 
 def criteria(fit: MAPResult, data: object) -> dict[str, float]:
     """BIC, AIC and ICL of a MAP fit on `data` (N, D), with log L and p."""
+    fit = as_fit(fit)
     x = model_data(data, fit.columns, fit.params.locs.shape[-1])
     n, d = x.shape
     p = fit.model.num_free_parameters(d)

@@ -26,7 +26,7 @@ from .enumerate import row_number
 from .errors import DataError, SpecError
 from .io import csv_cell, dictionary_columns
 from .predict import check_draw, membership
-from .result import MAPResult
+from .result import MAPResult, as_fit
 from .sources import (
     BYTES_PER_VALUE,
     FIXED_BYTES,
@@ -82,6 +82,7 @@ def predict_to_parquet(
     """
     import pyarrow as pa
 
+    fit = as_fit(fit)
     if memory_budget is not None and chunk_rows is None:
         chunk_rows = budget_rows(memory_budget, fit.params.locs.shape[-1], fit.k)
         memory_budget = None
