@@ -87,6 +87,8 @@ def test_round_trip_gives_identical_predictions(tmp_path, seed_fit, posterior):
     assert bm.criteria(model, X) == bm.criteria(seed_fit, X)
     with pytest.raises(bm.SpecError, match="got Posterior; a Posterior's draws classify with"):
         bm.predict(model.posterior, X)
+    # ... and its posterior is read where draws are wanted.
+    np.testing.assert_array_equal(bm.membership(model, X).mean, bm.membership(posterior, X).mean)
 
 
 def test_metadata(tmp_path, seed_fit, posterior):
@@ -106,6 +108,8 @@ def test_map_only_model(tmp_path, seed_fit):
     model = bm.load(bm.save(tmp_path / "m.bmx", seed_fit))
     assert model.posterior is None and model.meta["fit_method"] == "map"
     assert_same(seed_fit, model.fit)
+    with pytest.raises(bm.SpecError, match="saved without posterior draws; save it with"):
+        bm.membership(model, X)
 
 
 def test_two_dimensional_model_round_trips(tmp_path):

@@ -16,8 +16,7 @@ from types import ModuleType
 import numpy as np
 
 from .data import model_data
-from .errors import SpecError
-from .result import Posterior, relabeled_params
+from .result import Posterior, as_posterior, relabeled_params
 
 __all__ = ["import_arviz", "to_inference_data"]
 
@@ -62,10 +61,7 @@ def to_inference_data(post: Posterior, data: object = None, *, relabel: str | No
     """
     az = import_arviz()
 
-    if not isinstance(post, Posterior):
-        raise SpecError(f"expected a Posterior (from sample_nuts or sample_smc), got {post!r}")
-    if post.num_chains * post.num_draws == 0:
-        raise SpecError("the posterior has no draws; sample with draws >= 1")
+    post = as_posterior(post)
     x = None if data is None else model_data(data, post.columns, post.params.locs.shape[-1])
     params, record = relabeled_params(post, x, relabel)
     model = post.model

@@ -27,7 +27,7 @@ from .data import as_data, by_name, model_data
 from .enumerate import log_responsibilities, log_weighted
 from .errors import SpecError
 from .model import Params
-from .result import Posterior
+from .result import Posterior, as_posterior
 
 __all__ = [
     "MAX_COCLUSTERING_POINTS",
@@ -65,13 +65,11 @@ class PredictiveDensity(NamedTuple):
     level: float
 
 
-def _check(post: Posterior, level: float) -> None:
-    if not isinstance(post, Posterior):
-        raise SpecError(f"expected a Posterior (from sample_nuts or sample_smc), got {post!r}")
-    if post.num_chains * post.num_draws == 0:
-        raise SpecError("the posterior has no draws; sample with draws >= 1")
+def _check(post: object, level: float) -> Posterior:
+    """The posterior in `post` (`as_posterior`), with `level` checked."""
     if not 0 < level < 1:
         raise SpecError(f"level must be between 0 and 1 (e.g. 0.9), got {level!r}")
+    return as_posterior(post)
 
 
 def _flat(params: Params) -> Params:
@@ -126,7 +124,7 @@ def membership(
     draws' own labels, e.g. a posterior already relabeled by `bayesmix.relabel.relabel`).
     Without relabeling, label switching would average the components into each other.
     """
-    _check(post, level)
+    post = _check(post, level)
     x = model_data(data, post.columns, post.params.locs.shape[-1])
     params = post.params
     if relabel is not None:
@@ -140,7 +138,7 @@ def membership(
 def coclustering(post: Posterior, data: object) -> np.ndarray:
     """P(z_i = z_j | x) for every pair of rows of `data` (N, D): (N, N), symmetric, unit
     diagonal; invariant to the labels (no relabeling needed). N <= MAX_COCLUSTERING_POINTS."""
-    _check(post, 0.5)
+    post = _check(post, 0.5)
     x = model_data(data, post.columns, post.params.locs.shape[-1])
     n = x.shape[0]
     if n > MAX_COCLUSTERING_POINTS:
@@ -182,7 +180,7 @@ def predictive_density(post: Posterior, points: object, *, level: float = 0.9) -
     """The posterior predictive density p(x* | x) at `points` (G, D) (a 1-D array is G points
     of 1-D data), with a pointwise `level` credible band of p(x* | globals). Invariant to the
     labels."""
-    _check(post, level)
+    post = _check(post, level)
     d = post.params.locs.shape[-1]
     pts = np.asarray(by_name(points, post.columns), dtype=np.float64)
     pts = pts[:, None] if pts.ndim == 1 and d == 1 else pts

@@ -32,7 +32,7 @@ from .enumerate import log_responsibilities
 from .errors import SpecError
 from .infer.problem import check_seed
 from .model import Mixture, Params
-from .result import Posterior
+from .result import Posterior, as_posterior
 
 __all__ = [
     "METHODS",
@@ -142,13 +142,6 @@ def _flat(params: Params) -> Params:
     return jax.tree.map(lambda v: np.reshape(v, (-1,) + np.shape(v)[2:]), params)
 
 
-def _check_draws(post: Posterior) -> None:
-    if not isinstance(post, Posterior):
-        raise SpecError(f"expected a Posterior (from sample_nuts or sample_smc), got {post!r}")
-    if post.num_chains * post.num_draws == 0:
-        raise SpecError("the posterior has no draws; sample with draws >= 1")
-
-
 def stephens_permutations(
     post: Posterior,
     data: object,
@@ -160,7 +153,7 @@ def stephens_permutations(
     """Stephens' permutations (chains, draws, K) of a posterior's draws on `data` (N, D),
     started from the ordering by the first loc coordinate; and a JSON-ready record of the run.
     Uses a fixed random subset of `max_points` rows when N is larger."""
-    _check_draws(post)
+    post = as_posterior(post)
     x = model_data(data, post.columns, post.params.locs.shape[-1])
     if x.shape[0] > max_points:
         rows = np.sort(np.random.default_rng(seed).choice(x.shape[0], max_points, replace=False))
@@ -203,7 +196,7 @@ def relabel(
     """
     from .result import posterior_diagnostics
 
-    _check_draws(post)
+    post = as_posterior(post)
     if method not in METHODS:
         raise SpecError(f"unknown relabeling method {method!r}; choose one of {METHODS}")
     if method == "stephens":
@@ -231,7 +224,7 @@ def random_permutation(post: Posterior, seed: int = 0) -> Posterior:
     still a valid sample of it, now visiting every labelling equally: use it to estimate
     label-symmetric functionals (E[locs[0]], the predictive of 'component 0', ...). Sampler
     statistics and diagnostics are kept."""
-    _check_draws(post)
+    post = as_posterior(post)
     seed = check_seed(seed)
     shape = post.params.locs.shape[:2] + (post.model.k,)
     perms = np.argsort(np.random.default_rng(seed).random(shape), axis=-1)

@@ -19,6 +19,7 @@ __all__ = [
     "MAPResult",
     "Posterior",
     "as_fit",
+    "as_posterior",
     "ebfmi",
     "posterior_diagnostics",
     "relabeled_params",
@@ -169,6 +170,24 @@ def ebfmi(energy: np.ndarray) -> np.ndarray:
     den = np.sum((e - e.mean(axis=1, keepdims=True)) ** 2, axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def as_posterior(post: object) -> Posterior:
+    """The posterior draws in `post`: a Posterior (`sample_nuts`, `sample_smc`, ...) or a model
+    read by `load` that holds them; else SpecError. Refuses a posterior without draws."""
+    inner = post if isinstance(post, Posterior) else getattr(post, "posterior", post)
+    if not isinstance(inner, Posterior):
+        if type(post).__name__ == "SavedModel":
+            raise SpecError(
+                "the model was saved without posterior draws; save it with "
+                "bm.save(path, fit, posterior) (bayesmix fit without --no-posterior)"
+            )
+        raise SpecError(
+            f"expected a Posterior (from sample_nuts or sample_smc), got {type(post).__name__}"
+        )
+    if inner.num_chains * inner.num_draws == 0:
+        raise SpecError("the posterior has no draws; sample with draws >= 1")
+    return inner
 
 
 def relabeled_params(

@@ -17,7 +17,7 @@ from .data import as_data, model_data
 from .errors import SpecError
 from .model import check_k
 from .predict import log_density, predict_proba
-from .result import MAPResult, Posterior, as_fit
+from .result import MAPResult, Posterior, as_fit, as_posterior
 
 __all__ = ["CRITERIA", "criteria", "pointwise_log_likelihood", "posterior_criteria", "select_k"]
 
@@ -51,6 +51,7 @@ def pointwise_log_likelihood(post: Posterior, data: object) -> np.ndarray:
 
     from .enumerate import log_weighted
 
+    post = as_posterior(post)
     x = jnp.asarray(model_data(data, post.columns, post.params.locs.shape[-1]))
     per_draw = jax.jit(jax.vmap(jax.vmap(lambda p: logsumexp(log_weighted(p, x), axis=-1))))
     return np.asarray(per_draw(jax.tree.map(jnp.asarray, post.params)))
@@ -65,6 +66,7 @@ def posterior_criteria(post: Posterior, data: object) -> dict[str, float]:
     from .inference_data import import_arviz
 
     az = import_arviz()
+    post = as_posterior(post)
     ll = pointwise_log_likelihood(post, data)
     idata = az.from_dict(posterior={"scale": post.params.scale}, log_likelihood={"x": ll})
     with warnings.catch_warnings():
