@@ -14,7 +14,15 @@ from matplotlib.figure import Figure
 
 from .errors import SpecError
 from .model import component_log_prob, covariance_cholesky
-from .result import LocalPosterior, MAPResult, Posterior
+from .result import (
+    LocalPosterior,
+    MAPResult,
+    Posterior,
+    _quantities,
+    as_fit,
+    as_posterior,
+    relabeled_params,
+)
 
 __all__ = [
     "assignment_probabilities",
@@ -68,6 +76,7 @@ def gradient_norms(norms: Mapping[str, np.ndarray], title: str = "Gradient norms
 
 def mixture_density(fit: MAPResult, x: np.ndarray, grid: np.ndarray) -> Figure:
     """Each weighted component, their sum, and the data (D == 1). x: (N, 1); grid: (G,)."""
+    fit = as_fit(fit)
     p = fit.params
     dens = p.weights * np.exp(np.asarray(component_log_prob(p, np.asarray(grid)[:, None])))
     fig, ax = _figure(10, 4)
@@ -107,6 +116,7 @@ def sampled_assignment(grid: np.ndarray, labels: np.ndarray, probs: np.ndarray) 
 
 def assignment_probabilities(local: LocalPosterior, x: np.ndarray, fit: MAPResult) -> Figure:
     """q(z_n = k) of the local variational posterior against the data (D == 1)."""
+    fit = as_fit(fit)
     fig, ax = _figure(8, 3)
     for j in range(local.probs.shape[1]):
         loc = fit.params.locs[j, 0]
@@ -123,7 +133,7 @@ def assignment_probabilities(local: LocalPosterior, x: np.ndarray, fit: MAPResul
 
 def posterior_locs(post: Posterior) -> Figure:
     """2-D histogram of the first coordinate of locs[0] against locs[1], all chains pooled."""
-    locs = post.params.locs
+    locs = as_posterior(post).params.locs
     a, b = locs[..., 0, 0].ravel(), locs[..., 1, 0].ravel()
     fig, ax = _figure(7, 7)
     h, xs, ys, image = ax.hist2d(a, b, bins=[20, 20])
@@ -147,8 +157,7 @@ def trace(post: Posterior, data: object = None, names: Sequence[str] | None = No
     panel row per chain, the components relabeled as the posterior's summary is (Stephens'
     algorithm on `data` (N, D), else ordered by that coordinate): a colour is one component
     in every chain. names: the D column names (default: the posterior's `columns`)."""
-    from .result import relabeled_params
-
+    post = as_posterior(post)
     locs = relabeled_params(post, data, "auto")[0].locs
     column = _column_names(names or post.columns, locs.shape[-1])[0]
     chains = post.num_chains
@@ -192,6 +201,7 @@ def pairwise(
     """Scatter of every pair of the first `max_dims` columns, coloured by MAP component, with
     each component's 2-sigma ellipse (its covariance projected on the pair). x: (N, D); names:
     the D column names (default: the fit's `columns`, else "column j")."""
+    fit = as_fit(fit)
     d = min(x.shape[1], max_dims)
     names = _column_names(names or fit.columns, x.shape[1])
     chol = np.asarray(covariance_cholesky(fit.params))
@@ -308,7 +318,7 @@ def rank(post: Posterior, data: np.ndarray | None = None, max_quantities: int = 
     """Rank plots: for each quantity, the histogram of every chain's draws' ranks among all
     draws (uniform when the chains agree). Components are relabeled first (Stephens with
     `data`, else ordered by the first loc coordinate). At most `max_quantities` panels."""
-    from .result import _quantities, relabeled_params
+    post = as_posterior(post)
 
     params, _ = relabeled_params(post, data, "auto")
     quantities = [(n, v) for n, v in _quantities(params).items() if np.ptp(v) > 0]
