@@ -332,3 +332,25 @@ def test_pairwise_figure_names_the_columns_and_says_which_it_shows():
     assert "(the first 2 of 3 columns)" in fig.get_suptitle()
     named = bm.fit_em(pd.DataFrame(x, columns=["a", "b", "c"]), 2)  # the fit's own names
     assert plot.pairwise(named, x, bm.predict(fit, x)).axes[-1].get_xlabel() == "c"
+
+
+def test_scatter_figures_draw_a_subset_of_many_rows(monkeypatch):
+    """Above MAX_SCATTER_POINTS rows the scatters draw a fixed random subset of that many
+    (drawing each of 200,000 rows took 28 s) and say so; the histograms count every row."""
+    from bayesmix import plot
+
+    monkeypatch.setattr(plot, "MAX_SCATTER_POINTS", 50)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(80, 2)) + 4 * (rng.random((80, 1)) < 0.5)
+    fit = bm.fit_em(x, 2)
+    fig = plot.pairwise(fit, x, bm.predict(fit, x))
+    scatter = fig.axes[1].collections[0]
+    assert len(scatter.get_offsets()) == 50
+    assert {tuple(p) for p in scatter.get_offsets()} <= {tuple(p) for p in x[:, ::-1]}
+    assert sum(p.get_height() for p in fig.axes[0].patches) == 80
+    assert "(a random 50 of 80 rows)" in fig.get_suptitle()
+    fig = plot.membership_uncertainty(x, bm.predict_proba(fit, x))
+    assert len(fig.axes[0].collections[0].get_offsets()) == 50
+    assert "(a random 50 of 80 rows)" in fig.axes[0].get_title()
+    assert len(plot.pairwise(fit, x[:50], bm.predict(fit, x[:50])).axes[1].collections[0]
+               .get_offsets()) == 50  # fmt: skip

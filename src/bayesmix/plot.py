@@ -43,6 +43,19 @@ __all__ = [
 ]
 
 
+#: Scatter plots draw at most this many rows (a fixed random subset, named in the title):
+#: drawing every point cost ~0.1 ms a row (pairwise figure of 200,000 x 4: 28 s).
+MAX_SCATTER_POINTS = 5000
+
+
+def _shown(n: int) -> tuple[np.ndarray | slice, str]:
+    """(the rows a scatter of n rows draws, a note for its title)."""
+    if n <= MAX_SCATTER_POINTS:
+        return slice(None), ""
+    rows = np.sort(np.random.default_rng(0).choice(n, MAX_SCATTER_POINTS, replace=False))
+    return rows, f" (a random {MAX_SCATTER_POINTS:,} of {n:,} rows)"
+
+
 def png(fig: Figure) -> bytes:
     """The figure as PNG bytes (to be written atomically)."""
     buf = io.BytesIO()
@@ -199,9 +212,12 @@ def pairwise(
     names: Sequence[str] | None = None,
 ) -> Figure:
     """Scatter of every pair of the first `max_dims` columns, coloured by MAP component, with
-    each component's 2-sigma ellipse (its covariance projected on the pair). x: (N, D); names:
-    the D column names (default: the fit's `columns`, else "column j")."""
+    each component's 2-sigma ellipse (its covariance projected on the pair), and histograms
+    of each column by component. x: (N, D); names: the D column names (default: the fit's
+    `columns`, else "column j"). The scatters draw at most MAX_SCATTER_POINTS rows."""
     fit = as_fit(fit)
+    rows, note = _shown(len(x))
+    colors = np.array([f"C{k}" for k in range(fit.k)])[np.asarray(labels)[rows]]
     d = min(x.shape[1], max_dims)
     names = _column_names(names or fit.columns, x.shape[1])
     chol = np.asarray(covariance_cholesky(fit.params))
@@ -215,7 +231,7 @@ def pairwise(
                 for k in range(fit.k):
                     ax.hist(x[labels == k, j], bins=20, color=f"C{k}", alpha=0.6)
             else:
-                ax.scatter(x[:, j], x[:, i], c=[f"C{k}" for k in labels], s=6, alpha=0.6)
+                ax.scatter(x[rows, j], x[rows, i], c=colors, s=6, alpha=0.6, linewidths=0)
                 for k in range(fit.k):
                     sub = np.ix_([j, i], [j, i])
                     _ellipse(ax, fit.params.locs[k, [j, i]], covs[k][sub], f"C{k}")
@@ -224,7 +240,7 @@ def pairwise(
             if j == 0:
                 ax.set_ylabel(names[i])
     shown = f"\n(the first {d} of {x.shape[1]} columns)" if d < x.shape[1] else ""
-    fig.suptitle(f"Data by MAP component, with 2-sigma ellipses{shown}")
+    fig.suptitle(f"Data by MAP component, with 2-sigma ellipses{shown}{note}")
     return fig
 
 
@@ -232,8 +248,11 @@ def membership_uncertainty(
     x: np.ndarray, probs: np.ndarray, names: Sequence[str] | None = None
 ) -> Figure:
     """Uncertainty of membership 1 - max_k p(z_n = k | x_n) over the first two columns (or
-    against the value for 1-D data). x: (N, D); probs: (N, K); names: the D column names."""
+    against the value for 1-D data), of at most MAX_SCATTER_POINTS rows. x: (N, D); probs:
+    (N, K); names: the D column names."""
     names = _column_names(names, x.shape[1])
+    rows, note = _shown(len(x))
+    x, probs = x[rows], probs[rows]
     unc = 1.0 - probs.max(axis=1)
     fig, ax = _figure(7, 5)
     y = x[:, 1] if x.shape[1] > 1 else np.zeros(len(x))
@@ -244,7 +263,7 @@ def membership_uncertainty(
     ax.set(
         xlabel=names[0],
         ylabel=names[1] if x.shape[1] > 1 else "",
-        title="Membership uncertainty",
+        title=f"Membership uncertainty{note}",
     )
     return fig
 
