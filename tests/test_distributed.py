@@ -92,3 +92,35 @@ def test_streamed_prediction_from_a_dask_dataframe(data, reference, tmp_path):
     table = pq.read_table(tmp_path / "m.parquet")
     assert n == len(data)
     np.testing.assert_array_equal(table["label"].to_numpy(), bm.predict(reference, data))
+
+
+def test_predictions_on_the_cluster_equal_in_memory(data, reference, client):
+    """`predictions` classifies each partition on the workers: the same labels (MAP and
+    temperature-1 draws, which depend on each row's number in the whole table), probabilities
+    and log densities as in memory, with the data's index; arrays too; bad rows named."""
+    from bayesmix.distributed import predictions
+
+    index = pd.RangeIndex(len(data)) * 2 + 7  # an index of the user's, kept
+    frame = pd.DataFrame({"id": index, "a": data[:, 0], "b": data[:, 1]}, index=index)
+    df = dd.from_pandas(frame, npartitions=4)
+    out = predictions(reference, df, columns=["a", "b"], log_density=True).compute()
+    assert list(out.columns) == ["label", "p0", "p1", "p2", "log_density"]
+    np.testing.assert_array_equal(out.index, index)
+    np.testing.assert_array_equal(out["label"], bm.predict(reference, data))
+    np.testing.assert_allclose(out[["p0", "p1", "p2"]], bm.predict_proba(reference, data), 1e-12)
+    np.testing.assert_allclose(out["log_density"], bm.log_density(reference, data), 1e-12)
+    drawn = predictions(reference, df[["a", "b"]], temperature=1, seed=5, probabilities=False)
+    expected = bm.predict(reference, data, temperature=1, seed=5)
+    np.testing.assert_array_equal(drawn.compute()["label"], expected)
+    joined = dd.concat([df[["id"]], drawn], axis=1).compute()  # aligned partitions
+    np.testing.assert_array_equal(joined["id"], index)
+    x = da.from_array(data, chunks=(700, 1))
+    np.testing.assert_array_equal(
+        predictions(reference, x, temperature=1, seed=5).compute()["label"], expected
+    )
+    frame.loc[index[1500], "b"] = np.nan
+    bad = predictions(reference, dd.from_pandas(frame, npartitions=4), columns=["a", "b"])
+    with pytest.raises(bm.DataError, match=r"partition 3 .*'b'"):
+        bad.compute()
+    with pytest.raises(bm.SpecError, match="takes a Dask DataFrame or array, got ndarray"):
+        predictions(reference, data)

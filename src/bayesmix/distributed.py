@@ -18,6 +18,14 @@ this process (Dask's default scheduler), a `distributed.LocalCluster`, or any
 Every worker needs bayesmix and JAX installed; `.persist()` keeps the data in the workers'
 memory between the passes (else each EM iteration reads it again). When the calling process
 computes in float64 (`jax_enable_x64`), the workers' kernels do too.
+
+`predictions(fit, df)` classifies the rows where they live too: a lazy Dask DataFrame of
+labels and membership probabilities with the data's partitions and index, to join to other
+columns and write by Dask (`bayesmix.stream.predict_to_parquet` instead streams every row
+through this process into one file)::
+
+    out = predictions(fit, df)                                 # label, p0, ..., p7
+    dd.concat([df[["id"]], out], axis=1).to_parquet("s3://bucket/labelled/")
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ from .infer.estep import Stats, accumulator_dtype
 from .model import Params
 from .sources import Chunk, Scan, Source, _merge, _moments, check_chunk, chunk_stats, finish_scan
 
-__all__ = ["DaskSource"]
+__all__ = ["DaskSource", "predictions"]
 
 
 def _tree(items: list, combine: Callable) -> object:
@@ -203,3 +211,91 @@ class DaskSource(Source):
             for i, p in enumerate(self._parts)
         ]
         return dask.compute(_tree(parts, _add))[0]
+
+
+def _part_predictions(
+    part, labels, fit, temperature, seed, offsets, x64, probabilities, log_density,
+    partition_info=None,
+):  # fmt: skip
+    """A partition's `predictions` (pandas DataFrame with the partition's index)."""
+    import pandas as pd
+
+    from .predict import _run
+
+    i = partition_info["number"] if partition_info else 0
+    first = 0 if offsets is None else int(offsets[i])
+    where = f"the Dask DataFrame, partition {i + 1}" + (
+        "" if offsets is None else f" (rows {first + 1}-{offsets[i + 1]})"
+    )
+    values = _values(part, where, first, labels)
+    with jax.enable_x64(x64):
+        comp, probs, logd = _run(fit, values, temperature, seed, first)
+    out = {"label": comp.astype(np.int32)}
+    if probabilities:
+        out.update({f"p{j}": probs[:, j] for j in range(fit.k)})
+    if log_density:
+        out["log_density"] = logd
+    return pd.DataFrame(out, index=part.index)
+
+
+def predictions(
+    fit: object,
+    data: object,
+    *,
+    columns: Sequence[str] | None = None,
+    probabilities: bool = True,
+    log_density: bool = False,
+    temperature: float = 0.0,
+    seed: int = 0,
+):
+    """The rows of a Dask DataFrame or array classified where they live: a lazy Dask
+    DataFrame with the data's partitions and index, of the columns `predict_to_parquet`
+    writes: `label` (int32; the MAP component at `temperature` 0, else a draw, the same as
+    `bm.predict(fit, rows, temperature=..., seed=...)` in memory), `p0` ... `p{K-1}` (with
+    `probabilities`) and `log_density` (with `log_density`). fit: a MAP fit, a loaded model
+    or a fitted BayesianMixture; columns: the data's columns to read (default: the fit's).
+    A bad partition (NaN, text) raises DataError naming it when the result is computed.
+    Draws at temperature > 0 count the partitions' rows first (a pass over the data)."""
+    import dask.dataframe as dd
+    import pandas as pd
+
+    from .predict import check_draw
+    from .result import as_fit
+    from .stream import model_source
+
+    fit = as_fit(fit)
+    temperature, seed = check_draw(temperature, seed)
+    source = model_source(fit, data, columns=columns)  # checks the columns and their types
+    if not isinstance(source, DaskSource):
+        raise SpecError(
+            f"predictions takes a Dask DataFrame or array, got {type(data).__name__}; "
+            "use bm.predict / bm.predict_proba in memory, or predict_to_parquet"
+        )
+    if source._array:
+        x = data[:, None] if data.ndim == 1 else data
+        frame = dd.from_dask_array(x.rechunk({1: -1}), columns=source.columns)
+    else:
+        frame = data[source.columns]
+    offsets = None
+    if temperature > 0:  # the draws depend on each row's number in the whole table
+        lengths = frame.map_partitions(len).compute()
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(int)
+    dtype = np.float64 if jax.config.jax_enable_x64 else np.float32
+    meta = {"label": np.zeros(0, np.int32)}
+    if probabilities:
+        meta.update({f"p{j}": np.zeros(0, dtype) for j in range(fit.k)})
+    if log_density:
+        meta["log_density"] = np.zeros(0, dtype)
+    return frame.map_partitions(
+        _part_predictions,
+        source.labels,
+        fit,
+        temperature,
+        seed,
+        offsets,
+        bool(jax.config.jax_enable_x64),
+        probabilities,
+        log_density,
+        meta=pd.DataFrame(meta),
+        align_dataframes=False,
+    )
