@@ -92,6 +92,8 @@ def test_streamed_prediction_from_a_dask_dataframe(data, reference, tmp_path):
     table = pq.read_table(tmp_path / "m.parquet")
     assert n == len(data)
     np.testing.assert_array_equal(table["label"].to_numpy(), bm.predict(reference, data))
+    with pytest.raises(bm.SpecError, match="distributed.predictions keeps the index to join"):
+        predict_to_parquet(reference, df, tmp_path / "k.parquet", keep=["a"])
 
 
 def test_predictions_on_the_cluster_equal_in_memory(data, reference, client):

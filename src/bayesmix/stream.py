@@ -130,9 +130,11 @@ def kept_columns(
     if set(keep) & set(written):
         raise SpecError(f"keep {keep} names columns of the output's own {list(written)}")
     if not hasattr(source, "passthrough"):
+        dask = "; for Dask, bayesmix.distributed.predictions keeps the index to join by"
         raise SpecError(
             f"keep copies columns of Parquet or CSV files; {source.name} is not one (add the "
-            "columns to the predictions by row order)"
+            "columns to the predictions by row order"
+            + (f"){dask}" if "Dask" in source.name else ")")
         )
     tables = source.passthrough(keep)
     held: list = []
