@@ -126,3 +126,11 @@ def test_predictions_on_the_cluster_equal_in_memory(data, reference, client):
         bad.compute()
     with pytest.raises(bm.SpecError, match="takes a Dask DataFrame or array, got ndarray"):
         predictions(reference, data)
+    # A fit on named columns reads them by name, among others, as bm.predict does.
+    named = fit_em(frame[["a", "b"]].iloc[:300], 3, n_init=1, max_iter=3)
+    np.testing.assert_array_equal(
+        predictions(named, dd.from_pandas(frame[["b", "id", "a"]].iloc[:300], 2)).compute()[
+            "label"
+        ],
+        bm.predict(named, frame.iloc[:300]),
+    )

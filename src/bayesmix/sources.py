@@ -52,6 +52,7 @@ __all__ = [
     "Source",
     "as_matrix",
     "as_source",
+    "is_paths",
     "chunk_stats",
     "open_source",
     "rows_for_budget",
@@ -673,6 +674,15 @@ def select_columns(data: object, columns: Sequence[str] | None) -> tuple[object,
     return by_name(data, columns), None
 
 
+def is_paths(data: object) -> bool:
+    """Whether `data` names files: a path, or a non-empty list of paths."""
+    return isinstance(data, str | os.PathLike) or (
+        isinstance(data, list | tuple)
+        and bool(data)
+        and all(isinstance(p, str | os.PathLike) for p in data)
+    )
+
+
 def as_source(
     data: object,
     *,
@@ -688,11 +698,7 @@ def as_source(
     """
     if isinstance(data, Source):
         return data
-    if isinstance(data, str | os.PathLike) or (
-        isinstance(data, list | tuple)
-        and data
-        and all(isinstance(p, str | os.PathLike) for p in data)
-    ):
+    if is_paths(data):
         return open_source(data, columns=columns, chunk_rows=chunk_rows, memory_budget=budget)
     if _is_dask(data):
         from .distributed import DaskSource

@@ -34,6 +34,7 @@ from .sources import (
     Source,
     as_source,
     check_columns,
+    is_paths,
     rows_for_budget,
     select_columns,
 )
@@ -177,11 +178,14 @@ def model_source(
     budget: int | None = None,
 ) -> Source:
     """`data` as a chunked source (`bayesmix.sources.as_source`; an array is read in chunks
-    too) of the model's number of columns, or DataError. Without `chunk_rows` or `budget`,
-    chunks of `PREDICT_BUDGET` bytes, outputs included."""
+    too) of the model's number of columns, or DataError: `columns`, else, where the data
+    name theirs (data frames, files), those the fit was fitted on. Without `chunk_rows` or
+    `budget`, chunks of `PREDICT_BUDGET` bytes, outputs included."""
     d = fit.params.locs.shape[-1]
     if chunk_rows is None and budget is None:
         chunk_rows = budget_rows(PREDICT_BUDGET, d, fit.k)
+    if columns is None and fit.columns is not None and (hasattr(data, "columns") or is_paths(data)):
+        columns = list(fit.columns)  # read by the names it was fitted on, as bm.predict does
     data, columns = select_columns(data, columns)
     source = as_source(data, columns=columns, chunk_rows=chunk_rows, budget=budget)
     if source is None:
