@@ -214,7 +214,7 @@ class DaskSource(Source):
 
 
 def _part_predictions(
-    part, labels, fit, temperature, seed, offsets, x64, probabilities, log_density,
+    part, name, labels, fit, temperature, seed, offsets, x64, probabilities, log_density,
     partition_info=None,
 ):  # fmt: skip
     """A partition's `predictions` (pandas DataFrame with the partition's index)."""
@@ -224,7 +224,7 @@ def _part_predictions(
 
     i = partition_info["number"] if partition_info else 0
     first = 0 if offsets is None else int(offsets[i])
-    where = f"the Dask DataFrame, partition {i + 1}" + (
+    where = f"{name}, partition {i + 1}" + (
         "" if offsets is None else f" (rows {first + 1}-{offsets[i + 1]})"
     )
     values = _values(part, where, first, labels)
@@ -288,6 +288,7 @@ def predictions(
         meta["log_density"] = np.zeros(0, dtype)
     return frame.map_partitions(
         _part_predictions,
+        source.name,
         source.labels,
         fit,
         temperature,

@@ -52,8 +52,8 @@ __all__ = [
     "Source",
     "as_matrix",
     "as_source",
-    "is_paths",
     "chunk_stats",
+    "is_paths",
     "open_source",
     "rows_for_budget",
 ]
