@@ -171,7 +171,10 @@ def run_workflow(
             x, s.k, **model, **options, priors=priors, target_accept=s.target_accept, seed=s.seed
         )
 
-    nuts_message = f"Collapsed NUTS: {s.chains} chains x ({s.warmup} warm-up + {s.draws} draws)"
+    nuts_message = (
+        f"Collapsed NUTS: {s.chains} chain{'s' * (s.chains != 1)} x ({s.warmup} warm-up + "
+        f"{s.draws} draws)"
+    )
     # NUTS needs nothing from the other stages. On small data it runs alongside them, in a
     # thread (JAX releases the GIL while it compiles and runs), so on two cores a cold run
     # compiles both at once; its messages and its time are reported when it is collected.
@@ -341,7 +344,8 @@ def report(w: Workflow) -> str:
     if post is None:
         return "\n".join([*lines, "Posterior: not sampled (MAP only)."])
     lines += [
-        f"Posterior (collapsed NUTS, {post.num_chains} chains x {post.num_draws} draws; "
+        f"Posterior (collapsed NUTS, {post.num_chains} chain{'s' * (post.num_chains != 1)} x "
+        f"{post.num_draws} draws; "
         "components relabeled by Stephens' algorithm):",
         f"  {'quantity':<12} {'mean':>9} {'sd':>9} {'5%':>9} {'95%':>9} {'ESS':>7} {'R-hat':>6}",
     ]
