@@ -219,7 +219,7 @@ def test_predict_to_stdout_and_with_other_column_names(saved):
 @pytest.mark.parametrize(
     ("content", "extra", "message"),
     [
-        ("other\n1\n", [], "its columns are ['other']"),
+        ("other\n1\n", [], "its columns are ['other']; --columns NAME,... picks"),
         ("value\n1\nnan\n", [], "value (nan) in row 2"),
         ("value\n1\nabc\n", [], "column 'value': 'abc' is not a number"),
         ("value\n1\nNA\n", [], "missing value"),

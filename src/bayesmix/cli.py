@@ -683,7 +683,7 @@ def predict_command(
             f"--columns names {len(names)} column(s) {names} but the model has {saved.d}: "
             f"{saved.columns}"
         )
-    hint = "; --columns a,b picks the file's columns for the model's"
+    hint = "; --columns NAME,... picks the file's columns to use, in the model's order"
     kept = None if keep is None else [c.strip() for c in keep.split(",")]
     if importlib.util.find_spec("pyarrow") is not None:  # else CSV in memory
         # Chunk by chunk (read, classify, write), so the data may exceed the memory.
