@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -127,4 +129,22 @@ def test_a_fit_reads_data_frames_by_the_names_it_was_fitted_on(tmp_path):
     assert post.columns == ("a", "b") and bm.relabel(post, frame).columns == ("a", "b")
     np.testing.assert_array_equal(
         bm.membership(post, frame[["b", "a"]]).mean, bm.membership(post, frame).mean
+    )
+
+
+def test_large_batches_are_padded_by_at_most_an_eighth(seed_fit, monkeypatch):
+    """Powers of two up to POW2_ROWS, then eight sizes per doubling: a power of two padded
+    1e7 rows to 1.68e7. The padded batches give every row its exact probabilities."""
+    pred = importlib.import_module("bayesmix.predict")  # the module (bm.predict is a function)
+
+    assert [pred.batch_rows(n) for n in (1, 8, 9, 1000, 1 << 20)] == [8, 8, 16, 1024, 1 << 20]
+    assert pred.batch_rows((1 << 20) + 1) == (1 << 20) + (1 << 17)
+    assert pred.batch_rows(10_000_000) == 10 * (1 << 20)
+    for n in range((1 << 20) + 1, 1 << 24, 99_991):
+        assert n <= pred.batch_rows(n) < n * 1.125 and pred.batch_rows(n) % (1 << 17) == 0
+    monkeypatch.setattr(pred, "POW2_ROWS", 16)
+    assert pred.batch_rows(17) == 18 and pred.batch_rows(100) == 104
+    x = np.linspace(-3, 15, 100)
+    np.testing.assert_allclose(
+        bm.predict_proba(seed_fit, x), _exact_probs(seed_fit, x), rtol=1e-9, atol=1e-300
     )

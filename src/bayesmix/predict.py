@@ -1,7 +1,8 @@
 """Serving a fitted mixture as a classifier (the tutorial's `infer_discrete`).
 
-Batches are padded to the next power of two, so any number of rows reuses a handful of
-compiled programs instead of compiling once per batch size.
+Batches are padded to the next power of two (`batch_rows`; above `POW2_ROWS` rows, to one of
+eight sizes per doubling), so any number of rows reuses a handful of compiled programs instead
+of compiling once per batch size.
 """
 
 from __future__ import annotations
@@ -19,7 +20,12 @@ from .errors import SpecError
 from .infer.problem import check_seed
 from .result import MAPResult, as_fit
 
-__all__ = ["log_density", "predict", "predict_proba"]
+__all__ = ["batch_rows", "log_density", "predict", "predict_proba"]
+
+#: Batches of up to this many rows are padded to a power of two; larger ones to a multiple of
+#: an eighth of their power of two (a power of two padded 1e7 rows to 1.68e7: 68% more work
+#: and memory, against at most 12.5%).
+POW2_ROWS = 1 << 20
 
 
 def membership(params, x, seed, temperature, first_row):
@@ -53,6 +59,15 @@ def check_draw(temperature: object, seed: object) -> tuple[float, np.uint32]:
     return t, np.uint32(check_seed(seed))
 
 
+def batch_rows(n: int) -> int:
+    """The rows a batch of n rows is padded to: the next power of two (at least 8) up to
+    `POW2_ROWS`, then the next multiple of 1/8 of the power of two below."""
+    if n <= POW2_ROWS:
+        return max(8, 1 << (n - 1).bit_length())
+    step = 1 << ((n - 1).bit_length() - 4)
+    return -(-n // step) * step
+
+
 def _run(fit: MAPResult, data: object, temperature: object, seed: object, first_row: int = 0):
     """(labels, probabilities, log densities) of the rows of `data`; `first_row`: the number of
     its first row in a larger table (the temperature-1 draws depend on it)."""
@@ -60,8 +75,8 @@ def _run(fit: MAPResult, data: object, temperature: object, seed: object, first_
     temperature, seed = check_draw(temperature, seed)
     x = model_data(data, fit.columns, fit.params.locs.shape[-1])
     n = x.shape[0]
-    padded = max(8, 1 << (n - 1).bit_length())
-    xp = np.concatenate([x, np.repeat(x[:1], padded - n, axis=0)])
+    padded = batch_rows(n)
+    xp = x if padded == n else np.concatenate([x, np.repeat(x[:1], padded - n, axis=0)])
     params = jax.tree.map(np.asarray, fit.params)
     args = (params, xp, seed, temperature, row_number(first_row))
     out = _classify(*args, work=padded * fit.k)

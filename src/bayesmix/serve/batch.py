@@ -48,7 +48,8 @@ def classify(
 
 def warm_up(fit: MAPResult, max_rows: int) -> int:
     """Compile the classifier for every batch size up to `max_rows` (batches are padded to
-    powers of two, from 8); returns the number of sizes compiled."""
+    `bayesmix.predict.batch_rows`: powers of two from 8); returns the number of sizes
+    compiled."""
     d = int(np.shape(fit.params.locs)[-1])
     sizes = 0
     n = 8
@@ -57,7 +58,7 @@ def warm_up(fit: MAPResult, max_rows: int) -> int:
         sizes += 1
         if n >= max_rows:
             return sizes
-        n *= 2
+        n = _predict.batch_rows(n + 1)
 
 
 def describe(model: SavedModel) -> dict:
