@@ -203,6 +203,24 @@ BAD = [
     ),
     ({"rows": []}, _error("rows is empty; send at least one row", ["rows"])),
     (
+        {"rows": [{"x": 1.0}]},
+        _error(
+            "rows[0] must be an array of 1 number(s), got {'x': 1.0}; rows by column name go "
+            'in "records": {"records": [{...}, ...]}',
+            ["rows", 0],
+            0,
+        ),
+    ),
+    (
+        {"records": [[1.0]]},
+        _error(
+            "records[0] must be an object with the keys ['x'], got [1.0]; rows as arrays go in "
+            '"rows": {"rows": [[...], ...]}',
+            ["records", 0],
+            0,
+        ),
+    ),
+    (
         {"rows": [[1.0]] * 51},
         _error("rows: 51 rows exceed the limit of 50 per request; split the batch", ["rows"]),
     ),
