@@ -113,14 +113,22 @@ def test_the_caches_are_pruned_to_their_size_least_recently_used_first(tmp_path)
     within min_age_s are kept even then; and the check runs at most once per every_s."""
     now = 1_800_000_000.0
     ages = {"a": 50, "b": 40, "c": 30, "d": 20, "e": 10, "f": 0.1}  # hours since last use
+    names = {k: f"jit_{k}-{'0' * 64}-cache" for k in "abdf"} | {k: f"_{k}-{'1' * 32}" for k in "ce"}
     (tmp_path / "exported").mkdir()
     for name, hours in ages.items():
-        f = tmp_path / ("exported" if name in "ce" else "") / name
+        f = tmp_path / ("exported" if name in "ce" else "") / names[name]
         f.write_bytes(b"x" * 100)
         os.utime(f, (now - 3600 * hours, now - 3600 * hours))
+    for other in (tmp_path / "notes.txt", tmp_path / "exported" / "mine"):  # not the caches'
+        other.write_bytes(b"y" * 1000)
+        os.utime(other, (0, 0))
 
     def left():
-        return sorted(p.name for p in tmp_path.rglob("*") if p.is_file() and p.name != ".pruned")
+        return sorted(
+            next(k for k, v in names.items() if v == p.name)
+            for p in tmp_path.rglob("*")
+            if p.name in names.values()
+        )
 
     _jit.prune_cache(tmp_path, limit=1000, now=now)  # 600 bytes: within the limit
     assert left() == list("abcdef")
@@ -129,9 +137,10 @@ def test_the_caches_are_pruned_to_their_size_least_recently_used_first(tmp_path)
     assert left() == list("def")
     _jit.prune_cache(tmp_path, limit=100, now=now + 3600)  # checked within the day: no change
     assert left() == list("def")
-    os.utime(tmp_path / "f", (now + 86400 - 60, now + 86400 - 60))  # used a minute ago
+    os.utime(tmp_path / names["f"], (now + 86400 - 60, now + 86400 - 60))  # used a minute ago
     _jit.prune_cache(tmp_path, limit=100, now=now + 86400)  # a day on: f is spared
     assert left() == ["f"]
+    assert (tmp_path / "notes.txt").exists() and (tmp_path / "exported" / "mine").exists()
 
 
 def test_sizes_are_read_with_binary_units():

@@ -30,6 +30,7 @@ import contextlib
 import functools
 import hashlib
 import os
+import re
 import threading
 import time
 import warnings
@@ -57,6 +58,8 @@ _EXPORT_DIR: Path | None = None  # set by enable_compilation_cache
 CACHE_SIZE = 1 << 30  # bytes, unless BAYESMIX_CACHE_SIZE says otherwise
 PRUNE_EVERY_S = 24 * 3600  # how often the caches' size is checked
 _PRUNED = ".pruned"  # marker file: its time is the last check's
+_JAX_ENTRY = re.compile(r".+-[0-9a-f]{64}-(cache|atime)")
+_EXPORTED_ENTRY = re.compile(r".+-[0-9a-f]{32}|\..+\.tmp")  # programs, unfinished writes
 _SOURCE_HASH: str | None = None
 _LAPACK = threading.local()  # .skip: lowering an exported program that calls no LAPACK
 
@@ -114,10 +117,12 @@ def prune_cache(
     min_age_s: float = 3600.0,
     now: float | None = None,
 ) -> None:
-    """Keep the files under `path` within `limit` bytes: when they exceed it, remove the least
-    recently used (last read or written) down to 3/4 of it, sparing those used in the last
-    `min_age_s` (another process may be reading them). Runs at most once per `every_s`
-    (the marker file's time); any error only ends the pruning."""
+    """Keep the caches' files in `path` within `limit` bytes: when they exceed it, remove the
+    least recently used (last read or written) down to 3/4 of it, sparing those used in the
+    last `min_age_s` (another process may be reading them). Only the caches' own files count
+    and go (JAX's `NAME-HASH-cache` and the export cache's `exported/NAME-HASH`): the folder
+    may be one the user shares with other files. Runs at most once per `every_s` (the marker
+    file's time); any error only ends the pruning."""
     marker = path / _PRUNED
     now = time.time() if now is None else now
     try:
@@ -129,10 +134,11 @@ def prune_cache(
         marker.touch()
         os.utime(marker, (now, now))
         files = []
-        for f in path.rglob("*"):
-            if f.name != _PRUNED and f.is_file():
-                st = f.stat()
-                files.append((max(st.st_atime, st.st_mtime), st.st_size, f))
+        for folder, pattern in ((path, _JAX_ENTRY), (path / "exported", _EXPORTED_ENTRY)):
+            for f in folder.iterdir() if folder.is_dir() else ():
+                if pattern.fullmatch(f.name) and f.is_file():
+                    st = f.stat()
+                    files.append((max(st.st_atime, st.st_mtime), st.st_size, f))
         total = sum(size for _, size, _ in files)
         for used, size, f in sorted(files, key=lambda t: t[0]):
             if total <= limit * 3 // 4 or now - used < min_age_s:
