@@ -228,8 +228,12 @@ def _part_predictions(
         "" if offsets is None else f" (rows {first + 1}-{offsets[i + 1]})"
     )
     values = _values(part, where, first, labels)
-    with jax.enable_x64(x64):
-        comp, probs, logd = _run(fit, values, temperature, seed, first)
+    if len(values):
+        with jax.enable_x64(x64):
+            comp, probs, logd = _run(fit, values, temperature, seed, first)
+    else:  # an empty partition (e.g. after a filter)
+        dtype = np.float64 if x64 else np.float32
+        comp, probs, logd = np.zeros(0, np.int32), np.zeros((0, fit.k), dtype), np.zeros(0, dtype)
     out = {"label": comp.astype(np.int32)}
     if probabilities:
         out.update({f"p{j}": probs[:, j] for j in range(fit.k)})

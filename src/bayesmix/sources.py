@@ -120,7 +120,7 @@ def check_chunk(values: np.ndarray, where: str, first_row: int, names: Sequence[
     """Raise DataError naming the place, global row and column (`names`: "column 'x'") of the
     first non-finite or too-large value of a chunk (rows, D)."""
     # Two passes without temporaries in the common case (NaN fails both comparisons).
-    if -MAX_ABS <= values.min() and values.max() <= MAX_ABS:
+    if values.size == 0 or (-MAX_ABS <= values.min() and values.max() <= MAX_ABS):
         return
     ok = np.isfinite(values)
     if not ok.all():
