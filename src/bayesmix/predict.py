@@ -1,5 +1,7 @@
 """Serving a fitted mixture as a classifier (the tutorial's `infer_discrete`).
 
+Each function takes a MAP fit (`fit_em`, `fit_map`), a model read by `bm.load` or a fitted
+`BayesianMixture` (`bayesmix.result.as_fit`).
 Batches are padded to the next power of two (`batch_rows`; above `POW2_ROWS` rows, to one of
 eight sizes per doubling), so any number of rows reuses a handful of compiled programs instead
 of compiling once per batch size.
