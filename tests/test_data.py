@@ -146,3 +146,31 @@ def test_csv_values_and_messages_do_not_depend_on_pyarrow(tmp_path, monkeypatch,
     else:
         np.testing.assert_array_equal(fast[0], slow[0])
         assert fast[1] == slow[1] == names and len(fast[0]) == 3
+
+
+def test_nullable_and_decimal_columns(tmp_path):
+    """pandas' nullable integers read as numbers, their missing values (pd.NA) reported by row
+    and column like NaN (they raised "float() argument must be ... not 'NAType'"); Parquet
+    decimal columns (databases' NUMERIC) are read as floats by the chunked reader too (it
+    refused them: "holds decimal128(6, 3), not numbers")."""
+    import decimal
+
+    pd = pytest.importorskip("pandas")
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    x = np.round(rng.normal(size=(60, 2)) + 4 * (rng.random((60, 1)) < 0.5), 3)
+    frame = pd.DataFrame({"a": pd.array(np.arange(60) % 7, dtype="Int64"), "b": x[:, 1]})
+    np.testing.assert_array_equal(bm.as_data(frame)[:, 0], np.arange(60) % 7)
+    frame.loc[5, "a"] = pd.NA
+    with pytest.raises(bm.DataError, match=r"non-finite value \(nan\) in row 6, column 'a'"):
+        bm.fit_em(frame, 2)
+    path = tmp_path / "d.parquet"
+    decimals = pa.array([decimal.Decimal(f"{v:.3f}") for v in x[:, 0]], pa.decimal128(6, 3))
+    pq.write_table(pa.table({"a": decimals, "b": x[:, 1]}), path)
+    from bayesmix.infer.em import fit_em
+
+    by_chunks = fit_em(str(path), 2, chunk_rows=16, n_init=2)
+    in_memory = fit_em(x, 2, n_init=2)
+    np.testing.assert_allclose(by_chunks.params.locs, in_memory.params.locs, rtol=1e-6)

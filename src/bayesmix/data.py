@@ -102,7 +102,10 @@ def as_data(
     if np.iscomplexobj(x):  # NumPy would drop the imaginary parts with a warning
         raise DataError(f"{source} holds complex numbers; pass real numbers (e.g. x.real)")
     try:
-        arr = np.asarray(x, dtype=np.float64)
+        try:  # pandas: missing values (pd.NA of nullable columns) as NaN, reported by row
+            arr = x.to_numpy(dtype=np.float64, na_value=np.nan)
+        except (AttributeError, TypeError):  # not pandas (NumPy, lists, polars)
+            arr = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         if frame is not None:
             text = [c for c in frame if not _numeric(x[c])]

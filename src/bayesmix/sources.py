@@ -414,7 +414,9 @@ class ParquetSource(Source):
         for path, pf in zip(self.paths, files, strict=True):
             for col in self.columns:
                 t = pf.schema_arrow.field(col).type
-                if not (pa.types.is_integer(t) or pa.types.is_floating(t)):
+                if not (
+                    pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+                ):
                     raise DataError(
                         f"{path}: column {col!r} holds {t}, not numbers; choose numeric columns "
                         "(columns=[...]; --columns on the command line)"
@@ -476,8 +478,12 @@ class ParquetSource(Source):
 
 def _to_matrix(batch) -> np.ndarray:
     """An Arrow table or record batch of numeric columns -> (rows, D) float64 (nulls: NaN)."""
+    import pyarrow as pa
+
     out = np.empty((batch.num_rows, batch.num_columns), np.float64)
     for j, col in enumerate(batch.columns):
+        if pa.types.is_decimal(col.type):  # exact decimals (databases' NUMERIC) as floats
+            col = col.cast(pa.float64())
         out[:, j] = col.to_numpy(zero_copy_only=False)
     return out
 
