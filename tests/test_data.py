@@ -174,3 +174,30 @@ def test_nullable_and_decimal_columns(tmp_path):
     by_chunks = fit_em(str(path), 2, chunk_rows=16, n_init=2)
     in_memory = fit_em(x, 2, n_init=2)
     np.testing.assert_allclose(by_chunks.params.locs, in_memory.params.locs, rtol=1e-6)
+
+
+def test_unnamed_and_index_columns_are_left_out_with_a_warning(tmp_path):
+    """Without named columns, a file's unnamed columns (a trailing separator; the row index
+    pandas' to_csv writes unless index=False) and pandas' Parquet index columns are not read
+    (they were fitted as a dimension, or failed as missing values), with a DataWarning; named,
+    they are read."""
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    from bayesmix.data import read_table
+    from bayesmix.sources import open_source
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 2))
+    frame = pd.DataFrame(x, columns=["a", "b"], index=np.arange(40) * 3)
+    frame.to_csv(tmp_path / "index.csv")  # header ",a,b"
+    frame.to_parquet(tmp_path / "index.parquet")  # a __index_level_0__ column
+    (tmp_path / "trailing.csv").write_text("a,b,\n" + "".join(f"{u},{v},\n" for u, v in x))
+    for name in ("index.csv", "index.parquet", "trailing.csv"):
+        with pytest.warns(bm.DataWarning, match=r"left out 1 unnamed or index column\(s\)"):
+            values, names = read_table(tmp_path / name)
+        assert names == ["a", "b"]
+        np.testing.assert_allclose(values, x, rtol=1e-15)
+        with pytest.warns(bm.DataWarning, match=name):
+            assert open_source(tmp_path / name, chunk_rows=16).columns == ["a", "b"]
+    values, _ = read_table(tmp_path / "index.csv", ["", "a"])  # named: read
+    np.testing.assert_array_equal(values[:, 0], np.arange(40) * 3)

@@ -9,7 +9,15 @@
 
 from ._jit import enable_compilation_cache as _enable_compilation_cache
 from .data import SEED_DATA, as_data, read_csv
-from .errors import BayesmixError, DataError, FitError, FitWarning, PriorWarning, SpecError
+from .errors import (
+    BayesmixError,
+    DataError,
+    DataWarning,
+    FitError,
+    FitWarning,
+    PriorWarning,
+    SpecError,
+)
 from .infer.em import FitInterrupted, fit_em
 from .infer.map import fit_map
 from .infer.nuts import sample_nuts
@@ -27,6 +35,7 @@ __all__ = [
     "BayesianMixture",
     "BayesmixError",
     "DataError",
+    "DataWarning",
     "FitError",
     "FitInterrupted",
     "FitWarning",

@@ -9,12 +9,14 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
+from .errors import DataError, DataWarning
 
 __all__ = [
     "LARGE",
@@ -193,6 +195,25 @@ def read_table(
     return as_data(values, labels, str(path), for_fit=for_fit, dim=dim), names
 
 
+def default_columns(header: Sequence[str], path: object, warn: bool = True) -> list[str]:
+    """A file's columns to read when none are named: all but unnamed ones (a trailing
+    separator, or the row index `to_csv` writes unless index=False) and pandas' index columns
+    in Parquet (`__index_level_0__`), with a DataWarning naming those left out."""
+    left = [
+        j for j, h in enumerate(header) if not h.strip() or re.fullmatch(r"__index_level_\d+__", h)
+    ]
+    if left and warn:
+        warnings.warn(
+            f"{path}: left out {len(left)} unnamed or index column(s) (column "
+            f"{', '.join(str(j + 1) for j in left)} of {len(header)}: a trailing separator or "
+            "a row index, which pandas writes unless index=False); name the columns to read "
+            "to include them",
+            DataWarning,
+            stacklevel=3,
+        )
+    return [h for j, h in enumerate(header) if j not in left]
+
+
 def table_columns(
     path: str | os.PathLike[str], columns: Sequence[str] | None = None, hint: str = ""
 ) -> tuple[list[str], Callable[[], np.ndarray]]:
@@ -207,7 +228,7 @@ def table_columns(
     if len(set(header)) != len(header):
         twice = sorted({h for h in header if header.count(h) > 1})
         raise DataError(f"{path} has duplicate column names {twice}; rename them")
-    names = list(header) if columns is None else list(columns)
+    names = default_columns(header, path) if columns is None else list(columns)
     missing = [c for c in names if c not in header]
     if missing:
         raise DataError(f"{path} has no column(s) {missing}; its columns are {header}{hint}")

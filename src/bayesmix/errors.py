@@ -9,6 +9,7 @@ __all__ = [
     "BayesmixError",
     "BayesmixWarning",
     "DataError",
+    "DataWarning",
     "FitError",
     "FitWarning",
     "PriorWarning",
@@ -38,6 +39,10 @@ class BayesmixWarning(UserWarning):
 
 class PriorWarning(BayesmixWarning):
     """The data lie far outside the priors, which then decide the fit instead of the data."""
+
+
+class DataWarning(BayesmixWarning):
+    """Part of the data was left out (e.g. a file's unnamed row-index column)."""
 
 
 class FitWarning(BayesmixWarning):

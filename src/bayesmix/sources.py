@@ -36,6 +36,7 @@ from .data import (
     by_name,
     column_names,
     data_files,
+    default_columns,
     not_a_number,
     separator_hint,
 )
@@ -563,7 +564,7 @@ def _file_columns(
     for path in paths:
         _check_file(path)
         have = names(path)
-        cols = list(columns) if columns is not None else have
+        cols = list(columns) if columns is not None else default_columns(have, path, first is None)
         for col in cols:
             if col not in have:
                 raise DataError(f"{path} has no column {col!r}; its columns are {have}")
