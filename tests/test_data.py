@@ -201,3 +201,23 @@ def test_unnamed_and_index_columns_are_left_out_with_a_warning(tmp_path):
             assert open_source(tmp_path / name, chunk_rows=16).columns == ["a", "b"]
     values, _ = read_table(tmp_path / "index.csv", ["", "a"])  # named: read
     np.testing.assert_array_equal(values[:, 0], np.arange(40) * 3)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("d.csv.gz", "is compressed; decompress it first"),
+        ("d.xlsx", "is a spreadsheet; save the sheet as CSV"),
+        ("d.json", "is JSON; read it with pandas.read_json"),
+        ("d.npy", "is a NumPy file; load it with numpy.load"),
+    ],
+)
+def test_files_of_other_formats_say_what_to_do(tmp_path, name, message):
+    """Read as CSV they failed as "not valid UTF-8" or, for JSON, "is empty"; in chunks as
+    "unknown file kind"."""
+    from bayesmix.infer.em import fit_em
+
+    (tmp_path / name).write_bytes(b'{"a": [1, 2]}\n')
+    for options in ({}, {"chunk_rows": 64}):
+        with pytest.raises(bm.DataError, match=f"{name} {message}"):
+            fit_em(tmp_path / name, 2, **options)

@@ -214,6 +214,30 @@ def default_columns(header: Sequence[str], path: object, warn: bool = True) -> l
     return [h for j, h in enumerate(header) if j not in left]
 
 
+# Formats that are not CSV, by suffix: what to do with them.
+_OTHER_FORMATS = {
+    (".gz", ".bz2", ".xz", ".zst", ".zip", ".7z"): "is compressed; decompress it first (e.g. "
+    "gunzip) or convert it to Parquet",
+    (".xlsx", ".xlsm", ".xls", ".ods"): "is a spreadsheet; save the sheet as CSV, or read it "
+    "with pandas.read_excel and pass the DataFrame",
+    (".json", ".jsonl", ".ndjson"): "is JSON; read it with pandas.read_json and pass the "
+    "DataFrame, or convert it to CSV or Parquet",
+    (".npy", ".npz"): "is a NumPy file; load it with numpy.load and pass the array",
+    (".feather", ".arrow", ".h5", ".hdf5", ".pkl", ".pickle"): "is not CSV or Parquet; read "
+    "it with pandas and pass the DataFrame, or convert it to Parquet",
+}
+
+
+def other_format(path: object) -> str | None:
+    """Why a file of a known non-CSV format (by its suffix) is not read, and what to do; None
+    for other files."""
+    lower = str(path).lower()
+    for suffixes, why in _OTHER_FORMATS.items():
+        if lower.endswith(suffixes):
+            return f"{path} {why}"
+    return None
+
+
 def table_columns(
     path: str | os.PathLike[str], columns: Sequence[str] | None = None, hint: str = ""
 ) -> tuple[list[str], Callable[[], np.ndarray]]:
@@ -224,6 +248,8 @@ def table_columns(
     if not path.exists():
         raise DataError(f"file not found: {path}; check the path")
     parquet = path.is_dir() or is_parquet(path)
+    if not parquet and other_format(path):
+        raise DataError(other_format(path))
     header, read = _parquet_columns(path, hint) if parquet else csv_columns(path, hint)
     if len(set(header)) != len(header):
         twice = sorted({h for h in header if header.count(h) > 1})

@@ -38,6 +38,7 @@ from .data import (
     data_files,
     default_columns,
     not_a_number,
+    other_format,
     separator_hint,
 )
 from .errors import DataError, SpecError
@@ -653,7 +654,7 @@ def _kind(path: str) -> str:
         return "parquet"
     if lower.endswith(".csv"):
         return "csv"
-    raise DataError(f"{path}: unknown file kind; give .parquet or .csv files")
+    raise DataError(other_format(path) or f"{path}: unknown file kind; give .parquet or .csv files")
 
 
 def _is_dask(obj: object) -> bool:
