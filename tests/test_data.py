@@ -191,9 +191,9 @@ def test_unnamed_and_index_columns_are_left_out_with_a_warning(tmp_path):
     frame = pd.DataFrame(x, columns=["a", "b"], index=np.arange(40) * 3)
     frame.to_csv(tmp_path / "index.csv")  # header ",a,b"
     frame.to_parquet(tmp_path / "index.parquet")  # a __index_level_0__ column
-    (tmp_path / "trailing.csv").write_text("a,b,\n" + "".join(f"{u},{v},\n" for u, v in x))
-    for name in ("index.csv", "index.parquet", "trailing.csv"):
-        with pytest.warns(bm.DataWarning, match=r"left out 1 unnamed or index column\(s\)"):
+    (tmp_path / "trailing.csv").write_text("a,b,,\n" + "".join(f"{u},{v},,\n" for u, v in x))
+    for name, left in (("index.csv", 1), ("index.parquet", 1), ("trailing.csv", 2)):
+        with pytest.warns(bm.DataWarning, match=rf"left out {left} unnamed or index column"):
             values, names = read_table(tmp_path / name)
         assert names == ["a", "b"]
         np.testing.assert_allclose(values, x, rtol=1e-15)

@@ -251,8 +251,8 @@ def table_columns(
     if not parquet and other_format(path):
         raise DataError(other_format(path))
     header, read = _parquet_columns(path, hint) if parquet else csv_columns(path, hint)
-    if len(set(header)) != len(header):
-        twice = sorted({h for h in header if header.count(h) > 1})
+    twice = sorted({h for h in header if h.strip() and header.count(h) > 1})
+    if twice:  # unnamed columns (trailing separators) may repeat: they are left out
         raise DataError(f"{path} has duplicate column names {twice}; rename them")
     names = default_columns(header, path) if columns is None else list(columns)
     missing = [c for c in names if c not in header]
