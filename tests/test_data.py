@@ -192,7 +192,9 @@ def test_unnamed_and_index_columns_are_left_out_with_a_warning(tmp_path):
     frame.to_csv(tmp_path / "index.csv")  # header ",a,b"
     frame.to_parquet(tmp_path / "index.parquet")  # a __index_level_0__ column
     (tmp_path / "trailing.csv").write_text("a,b,,\n" + "".join(f"{u},{v},,\n" for u, v in x))
-    for name, left in (("index.csv", 1), ("index.parquet", 1), ("trailing.csv", 2)):
+    pd.read_csv(tmp_path / "index.csv").to_csv(tmp_path / "again.csv", index=False)  # Unnamed: 0
+    cases = (("index.csv", 1), ("index.parquet", 1), ("trailing.csv", 2), ("again.csv", 1))
+    for name, left in cases:
         with pytest.warns(bm.DataWarning, match=rf"left out {left} unnamed or index column"):
             values, names = read_table(tmp_path / name)
         assert names == ["a", "b"]

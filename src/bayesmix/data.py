@@ -195,13 +195,15 @@ def read_table(
     return as_data(values, labels, str(path), for_fit=for_fit, dim=dim), names
 
 
+_UNNAMED = re.compile(r"Unnamed: \d+|__index_level_\d+__")
+
+
 def default_columns(header: Sequence[str], path: object, warn: bool = True) -> list[str]:
     """A file's columns to read when none are named: all but unnamed ones (a trailing
-    separator, or the row index `to_csv` writes unless index=False) and pandas' index columns
-    in Parquet (`__index_level_0__`), with a DataWarning naming those left out."""
-    left = [
-        j for j, h in enumerate(header) if not h.strip() or re.fullmatch(r"__index_level_\d+__", h)
-    ]
+    separator, or the row index `to_csv` writes unless index=False; pandas names them
+    `Unnamed: 0` when it reads them back) and pandas' index columns in Parquet
+    (`__index_level_0__`), with a DataWarning naming those left out."""
+    left = [j for j, h in enumerate(header) if not h.strip() or _UNNAMED.fullmatch(h)]
     if left and warn:
         warnings.warn(
             f"{path}: left out {len(left)} unnamed or index column(s) (column "
