@@ -22,6 +22,7 @@ def test_public_names():
             "BayesianMixture",
             "BayesmixError",
             "DataError",
+            "DataWarning",
             "FitError",
             "FitInterrupted",
             "FitWarning",
