@@ -253,7 +253,6 @@ def _row_error(e: dict, loc: list, columns: Sequence[str]) -> dict:
             message = f"{at} must be an object with the keys {names}, got {got}"
             if isinstance(e.get("input"), list):
                 message += '; rows as arrays go in "rows": {"rows": [[...], ...]}'
-
         return {"row": row, "message": message}
     key = loc[2]
     field = names[key] if isinstance(key, int) and 0 <= key < len(names) else str(key)
