@@ -14,6 +14,7 @@ the caller computes on the current one.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -21,7 +22,7 @@ from typing import TypeVar
 
 import jax
 
-__all__ = ["cores", "prefetch", "thread_map"]
+__all__ = ["cores", "prefetch", "show_progress", "thread_map"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -34,6 +35,14 @@ def cores() -> int:
         return 1
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, n or 1)
+
+
+def show_progress(progress: bool | None, work: int) -> bool:
+    """Whether a long computation shows a progress bar: `progress`, or by default when its
+    `work` is large (>= 1e7, e.g. rows x components x steps) and stderr is a terminal."""
+    if progress is None:
+        return work >= 10**7 and sys.stderr.isatty()
+    return bool(progress)
 
 
 def thread_map(

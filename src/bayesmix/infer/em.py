@@ -24,7 +24,6 @@ does not depend on how the data are chunked: all three give the same fit.
 from __future__ import annotations
 
 import math
-import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -36,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._jit import serializable, sized_jit
-from .._threads import cores, thread_map
+from .._threads import cores, show_progress, thread_map
 from ..data import LARGE, column_moments, column_names
 from ..errors import FitError, FitWarning, SpecError
 from ..model import Init, Mixture, Params, Priors, check_k
@@ -317,12 +316,6 @@ def _device_segment(
     return Segment(count, objs, changes, converged, *last, new, fell)
 
 
-def _show_progress(progress: bool | None, work: int) -> bool:
-    if progress is None:
-        return work >= 10**7 and sys.stderr.isatty()
-    return bool(progress)
-
-
 def run_em(
     model: Mixture,
     params: Params,
@@ -359,7 +352,7 @@ def run_em(
     bar = tqdm(
         total=max_iter,
         unit="it",
-        disable=not _show_progress(progress, n_rows * model.k),
+        disable=not show_progress(progress, n_rows * model.k),
         desc="EM",
         leave=False,
     )

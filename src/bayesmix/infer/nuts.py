@@ -22,13 +22,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._jit import serializable, sized_jit
-from .._threads import cores, thread_map
+from .._threads import cores, show_progress, thread_map
 from ..data import column_names
 from ..errors import FitError, SpecError
 from ..model import Init, Mixture, Params, Priors
 from ..result import Posterior, posterior_diagnostics
 from . import fisher
-from .em import FitInterrupted, _show_progress
+from .em import FitInterrupted
 from .estep import pad_rows
 from .init import INITS
 from .problem import check_init, check_seed, problem, whole
@@ -383,7 +383,7 @@ def sample_nuts(
     total = warmup + draws
     stop = threading.Event()
     bar = tqdm(total=chains * total, unit="step", desc="NUTS", leave=False,
-               disable=not _show_progress(progress, settings["work"]))  # fmt: skip
+               disable=not show_progress(progress, settings["work"]))  # fmt: skip
 
     def chain(c: int) -> tuple[int, tuple]:
         """Chain c in pieces of about SEGMENT_S seconds each (so that the progress bar moves

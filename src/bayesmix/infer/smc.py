@@ -28,14 +28,13 @@ from blackjax.smc import adaptive_tempered, resampling, tempered
 from jax.flatten_util import ravel_pytree
 
 from .._jit import serializable, sized_jit
-from .._threads import cores, thread_map
+from .._threads import cores, show_progress, thread_map
 from ..data import column_names
 from ..errors import FitError, SpecError
 from ..model import Mixture, Priors, log_prior
 from ..result import Posterior, posterior_diagnostics
 from ..simulate import sample_prior
 from . import fisher
-from .em import _show_progress
 from .estep import pad_rows
 from .problem import check_seed, problem, whole
 
@@ -256,7 +255,7 @@ def sample_smc(
     stop = threading.Event()
     bar = tqdm(total=runs, unit="run", desc="SMC (beta)", leave=False,
                bar_format="{l_bar}{bar}| {n:.2f}/{total} runs [{elapsed}<{remaining}]",
-               disable=not _show_progress(progress, work * runs))  # fmt: skip
+               disable=not show_progress(progress, work * runs))  # fmt: skip
 
     def run(seed_run: np.ndarray):
         """One run in pieces that double while one takes under SEGMENT_S seconds (the progress
