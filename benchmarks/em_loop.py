@@ -23,12 +23,12 @@ import jax.numpy as jnp
 import numpy as np
 
 jax.config.update("jax_enable_x64", True)
-# --written-out-k changes a constant read at trace time, which the export cache's key (the
-# source) does not see: such a run gets an export cache of its own.
-if any(arg.startswith("--written-out-k") for arg in sys.argv):
+# --written-out-k and --kernel change constants read at trace time, which the export cache's key
+# (the source) does not see: such a run gets an export cache of its own.
+if any(arg.startswith(("--written-out-k", "--kernel")) for arg in sys.argv):
     os.environ["BAYESMIX_CACHE_DIR"] = tempfile.mkdtemp(prefix="bayesmix-em-loop-")
 
-from bayesmix.infer import em  # noqa: E402
+from bayesmix.infer import em, estep_kernel  # noqa: E402
 from bayesmix.infer import estep as estep_module  # noqa: E402
 from bayesmix.infer.estep import RUNS, block_rows, estep  # noqa: E402
 from bayesmix.infer.mstep import update  # noqa: E402
@@ -58,17 +58,18 @@ def measure(n: int, d: int, k: int) -> dict:
     block, work = block_rows(k, d), n * d * k * RUNS
     prev = jnp.zeros((), acc)
     steps = em.SEGMENT
+    never = (jnp.asarray(-1.0, acc), jnp.asarray(-1.0, acc))  # tolerances: run every step
 
     def fused():
-        seg = em._device_segment(params, (x,), priors, prev, 1, steps, -1.0, work=work,
-                                 model=model, moment="diag", block=block)  # fmt: skip
+        seg = em._device_segment(params, [(x, 0, n)], priors, prev, 1, 0, steps, never, n,
+                                 work=work, model=model, moment="diag", block=block)  # fmt: skip
         assert int(seg.count) == steps
         return seg
 
     def round_trips():
         p = params
         for _ in range(steps):
-            c = em._centre(p)
+            c = em._centre(p, x.dtype)
             st = estep(p, x, n, c, 0, moment="diag", block=block, work=work)
             objective, p, _ = update(model, p, st, c, priors)
             float(objective)
@@ -87,9 +88,12 @@ def main() -> None:
     ap.add_argument("--d", default="1,10")
     ap.add_argument("--k", default="2,8,16")
     ap.add_argument("--written-out-k", type=int, help="override estep.WRITTEN_OUT_K")
+    ap.add_argument("--kernel", type=int, choices=(0, 1), help="the GPU E-step kernel off / on")
     a = ap.parse_args()
     if a.written_out_k is not None:
         estep_module.WRITTEN_OUT_K = a.written_out_k
+    if a.kernel is not None:
+        estep_kernel.KERNEL = bool(a.kernel)
     print(f"{jax.default_backend()} ({jax.devices()[0].device_kind}), {time.strftime('%F %T')}")
     print("| N | D | K | one program, per iteration | round trips, per iteration | ratio | exp "
           "floor | throughput / floor |\n|---|---|---|---|---|---|---|---|")  # fmt: skip

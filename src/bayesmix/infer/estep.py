@@ -231,8 +231,13 @@ def stats(
     Blocks are read with a clamped dynamic slice (the last one overlaps its predecessor and
     masks the rows already counted), so no padded copy of x is made; `first` and `n_valid` are
     values, not shapes: one compiled program serves every row range of x. Each block's
-    statistics are computed in x's dtype and summed in `accumulator_dtype()`.
+    statistics are computed in x's dtype and summed in `accumulator_dtype()`. On a GPU the
+    diagonal Normal E-step of float32 rows is one kernel instead (`estep_kernel`).
     """
+    from . import estep_kernel  # (which imports Stats from here)
+
+    if estep_kernel.covers(params, x, moment):
+        return estep_kernel.diag_stats(params, x, n_valid, c, first)
     n = x.shape[0]
     block = min(block, n)
     acc = accumulator_dtype()
