@@ -205,6 +205,33 @@ def test_unnamed_and_index_columns_are_left_out_with_a_warning(tmp_path):
     np.testing.assert_array_equal(values[:, 0], np.arange(40) * 3)
 
 
+def test_a_data_frame_read_with_its_index_is_fitted_without_it(tmp_path):
+    """`pd.read_csv` of a file written with its index gives an `Unnamed: 0` column: fitted as
+    a dimension before, by every fitter; now left out with a DataWarning, as from files."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(2)
+    x = np.concatenate([rng.normal(0, 1, (60, 2)), rng.normal(6, 1, (60, 2))])
+    pd.DataFrame(x, columns=["a", "b"]).to_csv(tmp_path / "x.csv")
+    frame = pd.read_csv(tmp_path / "x.csv")
+    assert list(frame.columns) == ["Unnamed: 0", "a", "b"]
+    fitters = {
+        "fit_em": lambda d: bm.fit_em(d, 2, n_init=2),
+        "fit_map": lambda d: bm.fit_map(d, 2, n_init=2, steps=50),
+        "select_k": lambda d: bm.select_k(d, [1, 2]),
+    }
+    for name, fit in fitters.items():
+        with pytest.warns(bm.DataWarning, match=r"the data frame: left out 1 unnamed or index"):
+            result = fit(frame)
+        if name == "select_k":
+            assert [r["k"] for r in result] == [2, 1]
+        else:
+            assert result.columns == ("a", "b"), name
+            assert result.params.locs.shape == (2, 2), name
+    fitted = bm.fit_em(frame[["a", "b"]], 2, n_init=2)  # no warning: nothing left out
+    with pytest.warns(bm.DataWarning, match="select the columns to fit by name"):
+        np.testing.assert_allclose(bm.fit_em(frame, 2, n_init=2).params.locs, fitted.params.locs)
+
+
 @pytest.mark.parametrize(
     ("name", "message"),
     [

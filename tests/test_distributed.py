@@ -143,3 +143,17 @@ def test_predictions_on_the_cluster_equal_in_memory(data, reference, client):
         ],
         bm.predict(named, frame.iloc[:300]),
     )
+
+
+def test_a_dask_dataframes_unnamed_columns_are_left_out_with_a_warning():
+    dd = pytest.importorskip("dask.dataframe")
+    from bayesmix.distributed import DaskSource
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"Unnamed: 0": np.arange(20), "a": rng.normal(size=20), "b": 1.0})
+    with pytest.warns(bm.DataWarning, match="the Dask DataFrame: left out 1 unnamed"):
+        source = DaskSource(dd.from_pandas(frame, npartitions=2))
+    assert source.columns == ["a", "b"]
+    assert DaskSource(dd.from_pandas(frame, npartitions=2), columns=["Unnamed: 0"]).columns == [
+        "Unnamed: 0"
+    ]

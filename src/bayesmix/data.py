@@ -70,6 +70,18 @@ def model_data(x: object, names: Sequence[str] | None, d: int) -> np.ndarray:
     return as_data(by_name(x, names), for_fit=False, dim=d)
 
 
+def fit_frame(data: object) -> object:
+    """`data` to fit: a data frame without its unnamed and index columns (`default_columns`:
+    a row index written by `to_csv` and read back as `Unnamed: 0` is not a dimension), with a
+    DataWarning; any other data as it is."""
+    names = column_names(data)
+    if names is None:
+        return data
+    keep = default_columns(names, "the data frame", stacklevel=4,
+                           fix="select the columns to fit by name to include them")  # fmt: skip
+    return data if len(keep) == len(names) else by_name(data, keep)
+
+
 def by_name(x: object, names: Sequence[str] | None) -> object:
     """A data frame's columns `names`, in that order, by name; any other data as it is."""
     have = column_names(x)
@@ -198,7 +210,13 @@ def read_table(
 _UNNAMED = re.compile(r"Unnamed: \d+|__index_level_\d+__")
 
 
-def default_columns(header: Sequence[str], path: object, warn: bool = True) -> list[str]:
+def default_columns(
+    header: Sequence[str],
+    path: object,
+    warn: bool = True,
+    stacklevel: int = 3,
+    fix: str = "name the columns to read to include them",
+) -> list[str]:
     """A file's columns to read when none are named: all but unnamed ones (a trailing
     separator, or the row index `to_csv` writes unless index=False; pandas names them
     `Unnamed: 0` when it reads them back) and pandas' index columns in Parquet
@@ -208,10 +226,9 @@ def default_columns(header: Sequence[str], path: object, warn: bool = True) -> l
         warnings.warn(
             f"{path}: left out {len(left)} unnamed or index column(s) (column "
             f"{', '.join(str(j + 1) for j in left)} of {len(header)}: a trailing separator or "
-            "a row index, which pandas writes unless index=False); name the columns to read "
-            "to include them",
+            f"a row index, which pandas writes unless index=False); {fix}",
             DataWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
     return [h for j, h in enumerate(header) if j not in left]
 

@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator, Sequence
 import jax
 import numpy as np
 
+from .data import default_columns
 from .errors import DataError, SpecError
 from .infer.estep import Stats, accumulator_dtype
 from .model import Params
@@ -104,7 +105,7 @@ class DaskSource(Source):
             from pandas.api.types import is_numeric_dtype
 
             names = [str(c) for c in data.columns]
-            cols = list(columns) if columns is not None else names
+            cols = list(columns or default_columns(names, "the Dask DataFrame"))
             for col in cols:
                 if col not in names:
                     raise DataError(

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import jax
 import numpy as np
 
-from .data import as_data, model_data
+from .data import as_data, fit_frame, model_data
 from .errors import SpecError
 from .model import check_k
 from .predict import log_density, predict_proba
@@ -100,7 +100,7 @@ def select_k(
     """
     if criterion not in CRITERIA:
         raise SpecError(f"unknown criterion {criterion!r}; choose one of {CRITERIA}")
-    x = as_data(data)
+    x = as_data(fit_frame(data))
     ks = [check_k(k, x.shape[0]) for k in ks]  # every K checked before the first fit
     if not ks:
         raise SpecError("give at least one K to compare")

@@ -37,6 +37,7 @@ from .data import (
     column_names,
     data_files,
     default_columns,
+    fit_frame,
     not_a_number,
     other_format,
     separator_hint,
@@ -675,9 +676,12 @@ def check_columns(columns: object) -> list | None:
 
 def select_columns(data: object, columns: Sequence[str] | None) -> tuple[object, object]:
     """(data, checked columns) with an in-memory data frame's `columns` selected, by name
-    (files and Dask collections select theirs while reading: returned as they are)."""
+    (files and Dask collections select theirs while reading: returned as they are); without
+    `columns`, a data frame's unnamed and index columns left out (`fit_frame`)."""
     columns = check_columns(columns)
-    if columns is None or column_names(data) is None or _is_dask(data):
+    if columns is None:
+        return fit_frame(data), None
+    if column_names(data) is None or _is_dask(data):
         return data, columns
     return by_name(data, columns), None
 

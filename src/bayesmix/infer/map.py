@@ -20,7 +20,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from .._jit import serializable, sized_jit
-from ..data import column_moments, column_names
+from ..data import column_moments, column_names, fit_frame
 from ..errors import FitError, FitWarning, SpecError
 from ..model import Mixture, Params, Priors
 from ..result import MAPResult
@@ -186,6 +186,7 @@ def fit_map(
     MAPResult with the MAP `params`, `neg_log_joint`, `init_losses` (n_init,), `losses`
     (steps,) and `grad_norms` {name: (steps,)}.
     """
+    data = fit_frame(data)
     x, model, priors = problem(data, k, covariance, family, df, priors)
     check_init(init)
     n_init = whole("n_init", n_init)

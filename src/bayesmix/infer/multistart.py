@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-from ..data import as_data
+from ..data import as_data, fit_frame
 from ..errors import SpecError
 from ..model import Params, Priors
 from ..result import MAPResult, Posterior
@@ -38,7 +38,7 @@ def map_restarts(
     init, steps, ...). Returned in restart order."""
     if isinstance(restarts, bool) or not isinstance(restarts, int | np.integer) or restarts < 1:
         raise SpecError(f"restarts must be a whole number >= 1, got {restarts!r}")
-    x = as_data(data)
+    x = as_data(fit_frame(data))
     return [fit_map(x, k, n_init=n_init, seed=seed + r, **fit_options) for r in range(restarts)]
 
 
@@ -95,7 +95,7 @@ def sample_multistart(
     each chain's start. When the chains settle in different modes, the diagnostics' warnings
     say so with each chain's mean.
     """
-    x = as_data(data)
+    x = as_data(fit_frame(data))
     whole("chains", chains)
     model = dict(covariance=covariance, family=family, df=df, priors=priors)
     if fits is None:

@@ -29,7 +29,7 @@ from jax.flatten_util import ravel_pytree
 
 from .._jit import serializable, sized_jit
 from .._threads import cores, show_progress, thread_map
-from ..data import column_names
+from ..data import column_names, fit_frame
 from ..errors import FitError, SpecError
 from ..model import Mixture, Priors, log_prior
 from ..result import Posterior, posterior_diagnostics
@@ -221,6 +221,7 @@ def sample_smc(
     """
     from tqdm.auto import tqdm  # numpyro's dependency; imported here to keep imports fast
 
+    data = fit_frame(data)
     x, model, priors = problem(data, k, covariance, family, df, priors)
     particles = whole("particles", particles, 2)
     runs = whole("runs", runs, 1)
