@@ -64,8 +64,9 @@ def test_kernel_maps_over_parameters():
 
 def test_kernel_covers_float32_normal_diagonal_e_steps_on_a_gpu_only():
     x, params, _ = _problem(10, 2, 2, SCALES["diag"])
-    on_gpu = jax.default_backend() == "gpu"
+    on_gpu = jax.default_backend() == "gpu" and estep_kernel._triton_backend()
     assert estep_kernel.covers(params, x, "diag") == on_gpu
+    assert not estep_kernel.covers(params._replace(locs=jnp.zeros((33, 2))), x, "diag")
     assert not estep_kernel.covers(params, x, "full")
     assert not estep_kernel.covers(params, x.astype(jnp.float64), "diag")
     assert not estep_kernel.covers(params._replace(df=jnp.asarray(4.0)), x, "diag")

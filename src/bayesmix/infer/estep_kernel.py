@@ -64,11 +64,14 @@ def _pow2(n: int) -> int:
 
 @cache
 def _triton_backend() -> bool:
-    """Whether this JAX lowers Pallas kernels by Triton (its deprecation warning silenced)."""
+    """Whether this JAX lowers Pallas kernels by Triton with the API used here (JAX 0.10-0.11;
+    its deprecation warning silenced)."""
     try:
-        from jax.experimental.pallas import triton  # noqa: F401
+        from jax.experimental.pallas import triton
     except ImportError:  # pragma: no cover - a JAX without it
         return False
+    if not all(hasattr(triton, name) for name in ("CompilerParams", "load")):
+        return False  # pragma: no cover - an older API
     try:
         from jax._src import deprecations
 
