@@ -217,10 +217,10 @@ def default_columns(
     stacklevel: int = 3,
     fix: str = "name the columns to read to include them",
 ) -> list[str]:
-    """A file's columns to read when none are named: all but unnamed ones (a trailing
-    separator, or the row index `to_csv` writes unless index=False; pandas names them
-    `Unnamed: 0` when it reads them back) and pandas' index columns in Parquet
-    (`__index_level_0__`), with a DataWarning naming those left out."""
+    """A file's (or data frame's) columns to read when none are named: all but unnamed ones
+    (a trailing separator, or the row index `to_csv` writes unless index=False; pandas names
+    them `Unnamed: 0` when it reads them back) and pandas' index columns in Parquet
+    (`__index_level_0__`), with a DataWarning naming those left out and `fix`."""
     left = [j for j, h in enumerate(header) if not h.strip() or _UNNAMED.fullmatch(h)]
     if left and warn:
         warnings.warn(
