@@ -464,3 +464,20 @@ def test_model_page_form_classifies_in_chromium(saved, server, tmp_path, monkeyp
         assert not driver.find_element(By.ID, "result").is_displayed()
     finally:
         driver.quit()
+
+
+def test_predict_reads_and_writes_compressed_csv(saved):
+    """new.csv.gz in, labels.csv.gz / .csv.bz2 out: the plain files' contents, compressed (a
+    .gz name got plain text before)."""
+    import bz2
+    import gzip
+
+    model, new, tmp = saved
+    plain = tmp / "plain-out.csv"
+    assert _run("predict", model, new, "--out", plain, "--proba").exit_code == 0
+    packed = tmp / "new.csv.gz"
+    packed.write_bytes(gzip.compress(Path(new).read_bytes()))
+    for name, module in (("out.csv.gz", gzip), ("out.csv.bz2", bz2)):
+        result = _run("predict", model, packed, "--out", tmp / name, "--proba")
+        assert result.exit_code == 0, result.output
+        assert module.decompress((tmp / name).read_bytes()) == plain.read_bytes()

@@ -232,10 +232,45 @@ def test_a_data_frame_read_with_its_index_is_fitted_without_it(tmp_path):
         np.testing.assert_allclose(bm.fit_em(frame, 2, n_init=2).params.locs, fitted.params.locs)
 
 
+def test_compressed_csv_files_are_read_as_they_are(tmp_path):
+    """.csv.gz and .csv.bz2 files give the plain file's values, in memory and in chunks (they
+    were refused: "decompress it first"); a damaged one is named, not a zlib traceback."""
+    import bz2
+    import gzip
+
+    from bayesmix.data import read_table
+    from bayesmix.infer.em import fit_em
+    from bayesmix.sources import open_source
+
+    rng = np.random.default_rng(4)
+    x = np.concatenate([rng.normal(0, 1, (150, 2)), rng.normal(6, 1, (150, 2))])
+    text = "a,b\n" + "".join(f"{float(u)!r},{float(v)!r}\n" for u, v in x)
+    (tmp_path / "x.csv").write_text(text)
+    reference = fit_em(tmp_path / "x.csv", 2, n_init=2)
+    for name, module in (("x.csv.gz", gzip), ("x.csv.bz2", bz2)):
+        with module.open(tmp_path / name, "wt") as fh:
+            fh.write(text)
+        values, names = read_table(tmp_path / name)
+        np.testing.assert_array_equal(values, x)
+        assert names == ["a", "b"]
+        chunks = [c.values for c in open_source(tmp_path / name, chunk_rows=64).chunks()]
+        np.testing.assert_array_equal(np.concatenate(chunks), x)
+        for options in ({}, {"chunk_rows": 64}):
+            fit = fit_em(tmp_path / name, 2, n_init=2, **options)
+            np.testing.assert_allclose(fit.params.locs, reference.params.locs, rtol=1e-9)
+    (tmp_path / "bad.csv.gz").write_bytes(b"a,b\n1,2\n")  # not gzip inside
+    (tmp_path / "cut.csv.gz").write_bytes(gzip.compress(text.encode())[:500])  # truncated
+    for name in ("bad.csv.gz", "cut.csv.gz"):
+        for options in ({}, {"chunk_rows": 64}):
+            with pytest.raises(bm.DataError, match=rf"{name} could not be"):
+                fit_em(tmp_path / name, 2, **options)
+
+
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("d.csv.gz", "is compressed; decompress it first"),
+        ("d.csv.xz", "is compressed, and not as a CSV file named"),
+        ("d.gz", "is compressed, and not as a CSV file named"),
         ("d.xlsx", "is a spreadsheet; save the sheet as CSV"),
         ("d.json", "is JSON; read it with pandas.read_json"),
         ("d.npy", "is a NumPy file; load it with numpy.load"),

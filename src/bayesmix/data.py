@@ -6,13 +6,16 @@ two-dimensional, at least two rows, no constant column, magnitudes that cannot o
 
 from __future__ import annotations
 
+import bz2
 import csv
+import gzip
 import math
 import os
 import re
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -233,10 +236,15 @@ def default_columns(
     return [h for j, h in enumerate(header) if j not in left]
 
 
+#: Compressed CSV files, read as they are (by pyarrow and by Python alike).
+COMPRESSED_CSV = (".csv.gz", ".csv.bz2")
+CSV_SUFFIXES = (".csv", *COMPRESSED_CSV)
+
 # Formats that are not CSV, by suffix: what to do with them.
 _OTHER_FORMATS = {
-    (".gz", ".bz2", ".xz", ".zst", ".zip", ".7z"): "is compressed; decompress it first (e.g. "
-    "gunzip) or convert it to Parquet",
+    (".gz", ".bz2", ".xz", ".zst", ".zip", ".7z"): "is compressed, and not as a CSV file named "
+    "*.csv.gz or *.csv.bz2 (read as they are); decompress it (e.g. gunzip) or convert it to "
+    "Parquet",
     (".xlsx", ".xlsm", ".xls", ".ods"): "is a spreadsheet; save the sheet as CSV, or read it "
     "with pandas.read_excel and pass the DataFrame",
     (".json", ".jsonl", ".ndjson"): "is JSON; read it with pandas.read_json and pass the "
@@ -251,6 +259,8 @@ def other_format(path: object) -> str | None:
     """Why a file of a known non-CSV format (by its suffix) is not read, and what to do; None
     for other files."""
     lower = str(path).lower()
+    if lower.endswith(COMPRESSED_CSV):
+        return None
     for suffixes, why in _OTHER_FORMATS.items():
         if lower.endswith(suffixes):
             return f"{path} {why}"
@@ -428,6 +438,17 @@ def separator_hint(header: Sequence[str]) -> str:
     )
 
 
+def opener(path: str | os.PathLike[str]) -> Callable:
+    """`gzip.open` or `bz2.open` for a name ending in .gz or .bz2, else `open`."""
+    return {".gz": gzip.open, ".bz2": bz2.open}.get(Path(path).suffix.lower(), open)
+
+
+def open_text(path: str | os.PathLike[str]) -> TextIO:
+    """A CSV file opened to read its text (UTF-8, a byte-order mark skipped), decompressed
+    where its name ends in .gz or .bz2."""
+    return opener(path)(path, "rt", newline="", encoding="utf-8-sig")
+
+
 def _csv_rows(
     path: str | os.PathLike[str], header_only: bool = False
 ) -> tuple[list[list[str]], int]:
@@ -435,7 +456,7 @@ def _csv_rows(
     stripped of surrounding blanks; the number of lines up to the header, blank lines before
     it and its own included)."""
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
+        with open_text(path) as fh:
             rows, reader, header_lines = [], csv.reader(fh), 0
             for r in reader:
                 if "".join(r).strip():
@@ -448,6 +469,8 @@ def _csv_rows(
         raise DataError(f"{path} is not a text CSV file (it is not valid UTF-8)") from None
     except csv.Error as exc:
         raise DataError(f"{path} is not a valid CSV file: {exc}") from None
+    except (OSError, EOFError) as exc:  # a damaged .gz / .bz2 file
+        raise DataError(f"{path} could not be decompressed ({exc}); check the file") from None
     if not rows:
         raise DataError(f"{path} is empty; it needs a header row and rows of numbers")
     rows[0] = [h.strip() for h in rows[0]]

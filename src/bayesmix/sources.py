@@ -30,6 +30,7 @@ import numpy as np
 
 from ._threads import cores, prefetch, thread_map
 from .data import (
+    CSV_SUFFIXES,
     LARGE,
     MAX_ABS,
     as_data,
@@ -39,6 +40,7 @@ from .data import (
     default_columns,
     fit_frame,
     not_a_number,
+    open_text,
     other_format,
     separator_hint,
 )
@@ -525,6 +527,8 @@ class CSVSource(Source):
                 )
             except pa.ArrowInvalid as exc:
                 raise _csv_error(path, self.columns, done, exc) from None
+            except OSError as exc:  # a damaged .gz / .bz2 file
+                raise DataError(f"{path} could not be read ({exc}); check the file") from None
             while True:
                 try:
                     batch = reader.read_next_batch()
@@ -532,6 +536,10 @@ class CSVSource(Source):
                     break
                 except pa.ArrowInvalid as exc:
                     raise _csv_error(path, self.columns, done, exc) from None
+                except OSError as exc:
+                    raise DataError(
+                        f"{path} could not be read after row {done} ({exc}); check the file"
+                    ) from None
                 done += batch.num_rows
                 yield path, _to_matrix(batch)
 
@@ -551,7 +559,7 @@ class CSVSource(Source):
                 try:
                     for batch in pcsv.open_csv(path, convert_options=options):
                         yield pa.Table.from_batches([batch])
-                except pa.ArrowInvalid as exc:
+                except (pa.ArrowInvalid, OSError) as exc:
                     raise DataError(f"{path} could not be read: {exc}") from None
 
         return tables()
@@ -579,8 +587,11 @@ def _file_columns(
 def _csv_header(path: str) -> list[str]:
     import csv
 
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        first = next(csv.reader(fh), None)
+    try:
+        with open_text(path) as fh:
+            first = next(csv.reader(fh), None)
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path} could not be read as CSV text ({exc}); check the file") from None
     if not first:
         raise DataError(f"{path} is empty; it needs a header row and at least two rows of numbers")
     return [h.strip() for h in first]
@@ -653,9 +664,11 @@ def _kind(path: str) -> str:
     lower = path.lower()
     if lower.endswith((".parquet", ".pq")):
         return "parquet"
-    if lower.endswith(".csv"):
+    if lower.endswith(CSV_SUFFIXES):
         return "csv"
-    raise DataError(other_format(path) or f"{path}: unknown file kind; give .parquet or .csv files")
+    raise DataError(
+        other_format(path) or f"{path}: unknown file kind; give .parquet or .csv (.csv.gz) files"
+    )
 
 
 def _is_dask(obj: object) -> bool:

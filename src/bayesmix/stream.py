@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._jit import sized_jit
+from .data import opener
 from .enumerate import row_number
 from .errors import DataError, SpecError
 from .io import csv_cell, dictionary_columns
@@ -223,7 +224,8 @@ def write_tables(
     path: str | os.PathLike[str], tables: Iterable, empty: str, *, csv: bool = False
 ) -> int:
     """Write the Arrow tables (one schema) one after the other to `path`: a Parquet file, or
-    with `csv` a CSV file with a header row (values in full precision; "-": standard output).
+    with `csv` a CSV file with a header row (values in full precision; "-": standard output;
+    gzip or bzip2 compressed where the name ends in .gz or .bz2).
     A file is written atomically (a temporary file renamed at the end: an error leaves no file,
     and an earlier file intact). Returns the number of rows; DataError(`empty`) when there are
     none."""
@@ -237,7 +239,7 @@ def write_tables(
     try:
         for table in tables:
             if writer is None and csv:
-                writer = sys.stdout.buffer if to_stdout else open(tmp, "wb")  # noqa: SIM115
+                writer = sys.stdout.buffer if to_stdout else opener(path)(tmp, "wb")
                 writer.write((",".join(map(csv_cell, table.column_names)) + "\n").encode())
             elif writer is None:
                 options = {"use_dictionary": dictionary_columns(table.schema)}
