@@ -151,3 +151,16 @@ def test_sizes_are_read_with_binary_units():
     for bad in ("", "lots", "-1G", "nan", "1e30T"):
         with pytest.raises(ValueError, match="is not a size; e.g. 512M or 4G"):
             _jit.parse_size(bad)
+
+
+def test_compile_options_this_xla_lacks_are_dropped(monkeypatch):
+    # JAX 0.12's XLA has no `xla_cpu_use_fusion_emitters`: every cheap build failed to compile.
+    options = {"xla_backend_optimization_level": 0, "xla_no_such_option": True}
+    monkeypatch.setattr(_jit, "_FAST_COMPILE", options)
+    _jit.fast_compile.cache_clear()
+    try:
+        assert _jit.fast_compile() == {"xla_backend_optimization_level": 0}
+        program = _jit.sized_jit(lambda x: 2 * x)
+        assert float(program(np.float64(3.0), work=1)) == 6.0  # the cheap build compiles
+    finally:
+        _jit.fast_compile.cache_clear()

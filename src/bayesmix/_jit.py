@@ -54,6 +54,7 @@ __all__ = [
 # workflow: NUTS compile 7.0 s -> 3.2 s, same run time).
 SMALL_WORK = 1_000_000
 _FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
+_UNKNOWN_OPTION = re.compile(r"No such compile option: '(\w+)'")
 _EXPORT_DIR: Path | None = None  # set by enable_compilation_cache
 CACHE_SIZE = 1 << 30  # bytes, unless BAYESMIX_CACHE_SIZE says otherwise
 PRUNE_EVERY_S = 24 * 3600  # how often the caches' size is checked
@@ -149,6 +150,24 @@ def prune_cache(
         pass
 
 
+@functools.cache
+def fast_compile() -> dict:
+    """The cheap build's XLA options that this JAX knows (newer XLAs drop options: JAX 0.12
+    refused every program compiled with `xla_cpu_use_fusion_emitters`), found by compiling an
+    empty program once."""
+    options = dict(_FAST_COMPILE)
+    while options:
+        try:
+            jax.jit(lambda: jnp.zeros(()), compiler_options=options).lower().compile()
+            break
+        except Exception as exc:  # noqa: BLE001 - XLA's error names the option it lacks
+            unknown = _UNKNOWN_OPTION.search(str(exc))
+            if unknown is None or unknown.group(1) not in options:
+                return {}
+            del options[unknown.group(1)]
+    return options
+
+
 def full_precision(fun: Callable) -> Callable:
     """`fun`, traced with matrix products in the precision of their dtype. JAX's default lets
     a GPU take float32 products in TF32 (a 10-bit mantissa): on an H100 that put float32 E-step
@@ -204,7 +223,8 @@ class sized_jit:  # noqa: N801 (used like jax.jit)
         fun = full_precision(fun)
         self._fun = fun
         self._small_work = small_work
-        self._small = jax.jit(fun, static_argnames=static_argnames, compiler_options=_FAST_COMPILE)
+        self._static = static_argnames
+        self._small = None  # the cheap build, made on first use (`fast_compile`)
         self._large = jax.jit(fun, static_argnames=static_argnames)
         # (small, static, input structure) -> (the exported program, whether it calls LAPACK),
         # or None where exporting failed (then the plain jit path is used, without retrying
@@ -229,6 +249,10 @@ class sized_jit:  # noqa: N801 (used like jax.jit)
         it may need LAPACK) for a call."""
         # The cheap build is a CPU measurement: elsewhere compile time is not the bottleneck.
         small = work < self._small_work and jax.default_backend() == "cpu"
+        if small and self._small is None:
+            self._small = jax.jit(
+                self._fun, static_argnames=self._static, compiler_options=fast_compile()
+            )
         plain = self._small if small else self._large
         if _EXPORT_DIR is None:
             return plain, args, static, True
@@ -288,7 +312,7 @@ class sized_jit:  # noqa: N801 (used like jax.jit)
             exported = jax.export.export(jax.jit(program))(*flat)
             data = bytes(exported.serialize())
             atomic_write(path, data)
-        call = jax.jit(exported.call, compiler_options=_FAST_COMPILE if small else None)
+        call = jax.jit(exported.call, compiler_options=fast_compile() if small else None)
         return call, b"lapack" in data  # the custom calls' targets are named in the bytes
 
 
