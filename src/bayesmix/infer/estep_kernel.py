@@ -145,7 +145,8 @@ def diag_stats(
     n, d = x.shape
     k = params.locs.shape[0]
     kp = _pow2(k)
-    rows, warps = rows or launch(k)[0], warps or launch(k)[1]
+    auto_rows, auto_warps = launch(k)
+    rows, warps = rows or auto_rows, warps or auto_warps
     f32 = jnp.float32
     s = jnp.asarray(params.scale, f32)
     var = jnp.broadcast_to((s**2).reshape(s.shape + (1,) * (2 - s.ndim)), (k, d))

@@ -20,7 +20,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from .._jit import serializable, sized_jit
-from ..data import column_moments, column_names, fit_frame
+from ..data import column_moments
 from ..errors import FitError, FitWarning, SpecError
 from ..model import Mixture, Params, Priors
 from ..result import MAPResult
@@ -186,8 +186,7 @@ def fit_map(
     MAPResult with the MAP `params`, `neg_log_joint`, `init_losses` (n_init,), `losses`
     (steps,) and `grad_norms` {name: (steps,)}.
     """
-    data = fit_frame(data)
-    x, model, priors = problem(data, k, covariance, family, df, priors)
+    x, model, priors, columns = problem(data, k, covariance, family, df, priors)
     check_init(init)
     n_init = whole("n_init", n_init)
     check_seed(seed)
@@ -232,5 +231,5 @@ def fit_map(
         grad_norms={f: np.asarray(getattr(trace.grad_norm, f)) for f in model.free_fields},
         final_grad_norm=float(np.sqrt(sum(float(v) ** 2 for v in jax.tree.leaves(final_g)))),
         converged=bool(change < tol),
-        columns=column_names(data),
+        columns=columns,
     )

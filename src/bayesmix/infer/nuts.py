@@ -23,7 +23,6 @@ import numpy as np
 
 from .._jit import serializable, sized_jit
 from .._threads import cores, show_progress, thread_map
-from ..data import column_names, fit_frame
 from ..errors import FitError, SpecError
 from ..model import Init, Mixture, Params, Priors
 from ..result import Posterior, posterior_diagnostics
@@ -321,8 +320,7 @@ def sample_nuts(
     """
     from tqdm.auto import tqdm  # numpyro's dependency; imported here to keep imports fast
 
-    data = fit_frame(data)
-    x, model, priors = problem(data, k, covariance, family, df, priors)
+    x, model, priors, columns = problem(data, k, covariance, family, df, priors)
     chains, warmup, draws = (
         whole("chains", chains),
         whole("warmup", warmup, 10),
@@ -436,6 +434,6 @@ def sample_nuts(
             "num_steps": np.asarray(steps),
             "energy": np.asarray(energy),
         },
-        columns=column_names(data),
+        columns=columns,
     )
     return replace(post, diagnostics=posterior_diagnostics(post, x))

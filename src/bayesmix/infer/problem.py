@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 
-from ..data import as_data, column_moments
+from ..data import as_data, column_moments, column_names, fit_frame
 from ..errors import PriorWarning, SpecError
 from ..model import Mixture, Priors, check_k, check_priors
 from .init import INITS
@@ -27,12 +27,14 @@ MAX_SEED = 2**32 - 1
 
 def problem(
     data: object, k: object, covariance: str, family: str, df: float | None, priors: Priors | str
-) -> tuple[np.ndarray, Mixture, Priors]:
-    """(validated data x (N, D), the model spec, checked priors ("auto": `Priors.from_data`)),
-    or a clear error."""
+) -> tuple[np.ndarray, Mixture, Priors, tuple[str, ...] | None]:
+    """(validated data x (N, D), the model spec, checked priors ("auto": `Priors.from_data`),
+    a data frame's column names), or a clear error. A data frame's unnamed and index columns
+    are left out (`fit_frame`)."""
+    data = fit_frame(data)
     x = as_data(data)
     model = Mixture(check_k(k, x.shape[0]), covariance, family, df)
-    return x, model, data_priors(priors, *column_moments(x))
+    return x, model, data_priors(priors, *column_moments(x)), column_names(data)
 
 
 def data_priors(priors: Priors | str, mean: np.ndarray, sd: np.ndarray) -> Priors:

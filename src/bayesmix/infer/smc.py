@@ -29,7 +29,6 @@ from jax.flatten_util import ravel_pytree
 
 from .._jit import serializable, sized_jit
 from .._threads import cores, show_progress, thread_map
-from ..data import column_names, fit_frame
 from ..errors import FitError, SpecError
 from ..model import Mixture, Priors, log_prior
 from ..result import Posterior, posterior_diagnostics
@@ -221,8 +220,7 @@ def sample_smc(
     """
     from tqdm.auto import tqdm  # numpyro's dependency; imported here to keep imports fast
 
-    data = fit_frame(data)
-    x, model, priors = problem(data, k, covariance, family, df, priors)
+    x, model, priors, columns = problem(data, k, covariance, family, df, priors)
     particles = whole("particles", particles, 2)
     runs = whole("runs", runs, 1)
     mcmc_steps = whole("mcmc_steps", mcmc_steps, 1)
@@ -304,7 +302,7 @@ def sample_smc(
             "step_acceptance": np.asarray(step_acc),
             "acceptance_rate": np.asarray(accept),
         },
-        columns=column_names(data),
+        columns=columns,
     )
     diagnostics = posterior_diagnostics(post, x)
     diagnostics["log_evidence"] = [float(v) for v in log_z]
