@@ -15,7 +15,6 @@ import re
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO
 
 import numpy as np
 
@@ -29,9 +28,12 @@ __all__ = [
     "column_moments",
     "column_names",
     "csv_columns",
+    "csv_header",
     "data_files",
+    "fit_frame",
     "is_parquet",
     "model_data",
+    "opener",
     "read_csv",
     "read_table",
     "require_pyarrow",
@@ -443,10 +445,10 @@ def opener(path: str | os.PathLike[str]) -> Callable:
     return {".gz": gzip.open, ".bz2": bz2.open}.get(Path(path).suffix.lower(), open)
 
 
-def open_text(path: str | os.PathLike[str]) -> TextIO:
-    """A CSV file opened to read its text (UTF-8, a byte-order mark skipped), decompressed
-    where its name ends in .gz or .bz2."""
-    return opener(path)(path, "rt", newline="", encoding="utf-8-sig")
+def csv_header(path: str | os.PathLike[str]) -> list[str]:
+    """A CSV file's column names (its first non-empty row, stripped of surrounding blanks),
+    or a DataError (empty, not UTF-8, damaged compression)."""
+    return _csv_rows(path, header_only=True)[0][0]
 
 
 def _csv_rows(
@@ -456,7 +458,8 @@ def _csv_rows(
     stripped of surrounding blanks; the number of lines up to the header, blank lines before
     it and its own included)."""
     try:
-        with open_text(path) as fh:
+        # UTF-8, a byte-order mark skipped; decompressed for a name ending in .gz or .bz2
+        with opener(path)(path, "rt", newline="", encoding="utf-8-sig") as fh:
             rows, reader, header_lines = [], csv.reader(fh), 0
             for r in reader:
                 if "".join(r).strip():

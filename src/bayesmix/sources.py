@@ -36,11 +36,11 @@ from .data import (
     as_data,
     by_name,
     column_names,
+    csv_header,
     data_files,
     default_columns,
     fit_frame,
     not_a_number,
-    open_text,
     other_format,
     separator_hint,
 )
@@ -506,7 +506,7 @@ class CSVSource(Source):
     ):
         self.paths = [os.fspath(p) for p in paths]
         self.name = self.paths[0] if len(self.paths) == 1 else f"{len(self.paths)} CSV files"
-        self.columns = _file_columns(self.paths, columns, _csv_header)
+        self.columns = _file_columns(self.paths, columns, csv_header)
         self._set_chunk_rows(chunk_rows, memory_budget, len(self.columns))
 
     def _pieces(self) -> Iterator[tuple[str, np.ndarray]]:
@@ -549,7 +549,7 @@ class CSVSource(Source):
         import pyarrow as pa
         import pyarrow.csv as pcsv
 
-        _file_columns(self.paths, columns, _csv_header)
+        _file_columns(self.paths, columns, csv_header)
         options = pcsv.ConvertOptions(
             include_columns=list(columns), column_types={c: pa.string() for c in columns}
         )
@@ -582,19 +582,6 @@ def _file_columns(
             raise DataError(f"{path} has columns {cols}; the first file has {first}")
         first = cols
     return first
-
-
-def _csv_header(path: str) -> list[str]:
-    import csv
-
-    try:
-        with open_text(path) as fh:
-            first = next(csv.reader(fh), None)
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path} could not be read as CSV text ({exc}); check the file") from None
-    if not first:
-        raise DataError(f"{path} is empty; it needs a header row and at least two rows of numbers")
-    return [h.strip() for h in first]
 
 
 def _csv_error(path: str, columns: list[str], done: int, exc: Exception) -> DataError:
