@@ -108,7 +108,7 @@ def test_one_program_draws_what_blackjax_window_adaptation_then_nuts_draw():
     from bayesmix.infer import nuts
     from bayesmix.infer.problem import problem
 
-    x, model, priors = problem(bm.SEED_DATA, 2, "shared", "normal", None, bm.Priors())
+    x, model, priors, _ = problem(bm.SEED_DATA, 2, "shared", "normal", None, bm.Priors())
     chain = np.array([3, 1])  # seed 3, chain 1
     warmup, draws = 20, 4
     start = nuts._start(x, priors, chain, None, model=model, init="seed", work=0)
@@ -164,7 +164,7 @@ def test_initial_inverse_mass_is_the_inverse_curvature_at_the_start(covariance):
     from bayesmix.infer.problem import problem
 
     data = np.random.default_rng(0).normal(size=(60, 2)) + np.repeat([[0, 0], [4, 1]], 30, 0)
-    x, model, priors = problem(data, 2, covariance, "normal", None, bm.Priors.from_data(data))
+    x, model, priors, _ = problem(data, 2, covariance, "normal", None, bm.Priors.from_data(data))
     u, value, _, inverse = nuts._start(x, priors, np.array([0, 0]), None, model=model,
                                           init="seed", work=0)  # fmt: skip
     flat, unravel = jax.flatten_util.ravel_pytree(u)
@@ -188,7 +188,7 @@ def test_many_parameters_start_from_the_unit_metric(monkeypatch):
     from bayesmix.infer.problem import problem
 
     data = np.random.default_rng(1).normal(size=(40, 2)) + np.repeat([[0, 0], [4, 1]], 20, 0)
-    x, model, priors = problem(data, 2, "diag", "normal", None, bm.Priors.from_data(data))
+    x, model, priors, _ = problem(data, 2, "diag", "normal", None, bm.Priors.from_data(data))
 
     def start():  # a new function each time: traced afresh
         return jax.jit(lambda *a: nuts._start._fun(*a, model=model, init="seed"))(
