@@ -111,8 +111,9 @@ def test_one_program_draws_what_blackjax_window_adaptation_then_nuts_draw():
     x, model, priors, _ = problem(bm.SEED_DATA, 2, "shared", "normal", None, bm.Priors())
     chain = np.array([3, 1])  # seed 3, chain 1
     warmup, draws = 20, 4
-    start = nuts._start(x, priors, chain, None, model=model, init="seed", work=0)
-    first = nuts._first_state(x, start, model=model, draws=draws, dense_mass=False, work=0)
+    start = jax.jit(lambda x: nuts._start(x, priors, chain, None, model=model, init="seed"))(x)
+    first = nuts._chain_start(x, priors, chain, None, model=model, init="seed", draws=draws,
+                              dense_mass=False, work=0)  # fmt: skip
     settings = dict(model=model, warmup=warmup, draws=draws, target_accept=0.9, dense_mass=False)
     ours = nuts._nuts_chain(x, priors, chain, first, 0, warmup + draws, **settings, work=0).kept
 
@@ -165,8 +166,9 @@ def test_initial_inverse_mass_is_the_inverse_curvature_at_the_start(covariance):
 
     data = np.random.default_rng(0).normal(size=(60, 2)) + np.repeat([[0, 0], [4, 1]], 30, 0)
     x, model, priors, _ = problem(data, 2, covariance, "normal", None, bm.Priors.from_data(data))
-    u, value, _, inverse = nuts._start(x, priors, np.array([0, 0]), None, model=model,
-                                          init="seed", work=0)  # fmt: skip
+    u, value, _, inverse = jax.jit(
+        lambda x: nuts._start(x, priors, np.array([0, 0]), None, model=model, init="seed")
+    )(x)
     flat, unravel = jax.flatten_util.ravel_pytree(u)
 
     def exact(f):
@@ -191,7 +193,7 @@ def test_many_parameters_start_from_the_unit_metric(monkeypatch):
     x, model, priors, _ = problem(data, 2, "diag", "normal", None, bm.Priors.from_data(data))
 
     def start():  # a new function each time: traced afresh
-        return jax.jit(lambda *a: nuts._start._fun(*a, model=model, init="seed"))(
+        return jax.jit(lambda *a: nuts._start(*a, model=model, init="seed"))(
             x, priors, np.array([0, 0]), None
         )
 
@@ -219,7 +221,7 @@ def test_chain_program_is_compiled_for_the_starts_it_gets(covariance, family):
     x = np.random.default_rng(0).normal(size=(40, d))
     priors = bm.Priors.from_data(x)
     real = jax.eval_shape(
-        lambda x: nuts._start._fun(x, priors, np.array([0, 0]), None, model=model, init="seed"),
+        lambda x: nuts._start(x, priors, np.array([0, 0]), None, model=model, init="seed"),
         x,
     )
     assert jax.tree.structure(nuts._start_like(None, model, d)) == jax.tree.structure(real)
@@ -261,9 +263,9 @@ def test_row_counts_of_one_bucket_share_the_chains_program_and_padding_changes_n
     x = rng.normal(size=(301, 2)) + 5 * (rng.random((301, 1)) < 0.5)
     kw = dict(chains=2, warmup=20, draws=10, priors="auto")
     bm.sample_nuts(x[:300], 2, **kw)
-    programs = [len(p._loaded) for p in (nuts._start, nuts._nuts_chain)]
+    programs = [len(p._loaded) for p in (nuts._chain_start, nuts._nuts_chain)]
     bm.sample_nuts(x, 2, **kw)
-    assert [len(p._loaded) for p in (nuts._start, nuts._nuts_chain)] == programs
+    assert [len(p._loaded) for p in (nuts._chain_start, nuts._nuts_chain)] == programs
 
     padded, n_valid = pad_rows(x)
     assert len(padded) == 320 and n_valid == len(x)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-import warnings
 from dataclasses import replace
 from functools import partial
 from operator import itemgetter
@@ -23,7 +22,7 @@ import numpy as np
 
 from .._jit import serializable, sized_jit
 from .._threads import cores, show_progress, thread_map
-from ..errors import FitError, SpecError
+from ..errors import FitError, SpecError, warn
 from ..model import Init, Mixture, Params, Priors
 from ..result import Posterior, posterior_diagnostics
 from . import fisher
@@ -60,10 +59,9 @@ def _chain_key(chain: jnp.ndarray) -> jax.Array:
     return jax.random.fold_in(jax.random.key(chain[0]), chain[1])
 
 
-@partial(sized_jit, static_argnames=("model", "init"))
 def _start(x, priors, chain, u_given, n_valid=None, *, model, init):
-    """One chain's start, in its own cheaply compiled program (a few passes over the rows; in
-    the chain's program it cost ~1 s more compile at N = 1e4): (the unconstrained start, the
+    """One chain's start (a few passes over the rows; in `_chain_start`'s cheaply compiled
+    program: in the chain's it cost ~1 s more compile at N = 1e4): (the unconstrained start, the
     log density and its gradient there, the initial inverse mass matrix (P,)). u_given: the
     start, or None to draw one by `init` (with the first of the chain's key's three parts).
 
@@ -105,7 +103,6 @@ class Chain(NamedTuple):
     units: jnp.ndarray
 
 
-@partial(sized_jit, static_argnames=("model", "draws", "dense_mass"))
 def _first_state(x, start, n_valid=None, *, model, draws, dense_mass) -> Chain:
     """The `Chain` before the first step from `_start`'s (u, log density, gradient, inverse
     mass matrix (P,)), in the chain's units (`unit_scales` of the first n_valid rows of x)."""
@@ -129,6 +126,14 @@ def _first_state(x, start, n_valid=None, *, model, draws, dense_mass) -> Chain:
     leaves = jax.tree.leaves
     return Chain(tuple(leaves(state)), tuple(leaves(da)), tuple(leaves(mm)), step_size,
                  mm.inverse_mass_matrix, kept, units)  # fmt: skip
+
+
+@partial(sized_jit, static_argnames=("model", "init", "draws", "dense_mass"))
+def _chain_start(x, priors, chain, u_given, n_valid=None, *, model, init, draws, dense_mass):
+    """`_first_state` of `_start`, one program (as two, the second's compile and call came
+    after the first's, ~0.1 s of a cold seed run)."""
+    start = _start(x, priors, chain, u_given, n_valid, model=model, init=init)
+    return _first_state(x, start, n_valid, model=model, draws=draws, dense_mass=dense_mass)
 
 
 @partial(sized_jit, static_argnames=("model", "warmup", "draws", "target_accept", "dense_mass"))
@@ -224,7 +229,7 @@ def _chain_like(x, start_like, n_valid, **states) -> Chain:
     key = (x.shape, x.dtype, n_valid is None, tree, tuple((v.shape, v.dtype) for v in leaves),
            tuple(sorted(states.items())))  # fmt: skip
     if key not in _CHAIN_LIKES:
-        shapes = jax.eval_shape(partial(_first_state._fun, **states), x, start_like, n_valid)
+        shapes = jax.eval_shape(partial(_first_state, **states), x, start_like, n_valid)
         _CHAIN_LIKES[key] = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype), shapes)
     return _CHAIN_LIKES[key]
 
@@ -366,13 +371,7 @@ def sample_nuts(
         if task == 0:
             return program.compile()
         return [
-            _first_state(
-                padded,
-                _start(padded, priors, k, u, n_valid, work=0, model=model, init=init),
-                n_valid,
-                work=0,
-                **states,
-            )
+            _chain_start(padded, priors, k, u, n_valid, work=0, init=init, **states)
             for k, u in zip(chain_ids, given, strict=True)
         ]
 
@@ -412,11 +411,10 @@ def sample_nuts(
             raise KeyboardInterrupt
         kept = min(done for done, _ in runs) - warmup
         late = f" ({chains - len(runs)} more were still warming up)" if len(runs) < chains else ""
-        warnings.warn(
+        warn(
             f"NUTS interrupted: returning the first {kept} draws of the {len(runs)} chain"
             f"{'s' * (len(runs) > 1)} past their warm-up{late}",
             FitInterrupted,
-            stacklevel=2,
         )
         runs = [(done, jax.tree.map(lambda v: v[:kept], draws)) for done, draws in runs]
     params, (divergent, accept, steps), energy = jax.tree.map(
