@@ -220,8 +220,12 @@ def test_a_data_frame_read_with_its_index_is_fitted_without_it(tmp_path):
         "select_k": lambda d: bm.select_k(d, [1, 2]),
     }
     for name, fit in fitters.items():
-        with pytest.warns(bm.DataWarning, match=r"the data frame: left out 1 unnamed or index"):
+        with pytest.warns(
+            bm.DataWarning, match=r"the data frame: left out 1 unnamed or index"
+        ) as w:
             result = fit(frame)
+        # Attributed to the user's line (the lambda above), not to a line inside bayesmix.
+        assert {r.filename for r in w} == {__file__}, name
         if name == "select_k":
             assert [r["k"] for r in result] == [2, 1]
         else:

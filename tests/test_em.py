@@ -260,8 +260,9 @@ def test_data_far_outside_the_priors_are_warned_of():
     seed data and priors from the data: none."""
     rng = np.random.default_rng(0)
     for x in (1e6 + rng.normal(size=(50, 1)), 1e-5 * rng.normal(size=(50, 1))):
-        with pytest.warns(bm.PriorWarning, match="column 0 of the data"):
+        with pytest.warns(bm.PriorWarning, match="column 0 of the data") as w:
             fit_em(x, 2, max_iter=2)
+        assert w[0].filename == __file__  # the user's call, not bayesmix's line
         with pytest.warns(bm.PriorWarning, match="Priors.from_data"), warnings.catch_warnings():
             warnings.simplefilter("ignore", bm.FitWarning)  # tested in test_map
             bm.fit_map(x, 2, steps=2, n_init=1)

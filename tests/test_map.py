@@ -104,8 +104,9 @@ def test_adam_steps_that_do_not_suit_the_data_are_warned_of():
     base = np.concatenate([rng.normal(-3, 1, 60), rng.normal(3, 1, 40)])
     for unit in (1e-6, 1e6):
         x = unit * base
-        with pytest.warns(bm.FitWarning, match="column 0 has sd .*Use bm.fit_em"):
+        with pytest.warns(bm.FitWarning, match="column 0 has sd .*Use bm.fit_em") as w:
             bm.fit_map(x, 2, priors=bm.Priors.from_data(x), steps=2, n_init=1)
+        assert w[0].filename == __file__  # the user's call, not bayesmix's line
     bm.fit_map(bm.SEED_DATA, 2, steps=2, n_init=1)  # warnings are errors in the tests
     bm.fit_map(1e-6 * base, 2, priors=bm.Priors.from_data(1e-6 * base), steps=2, n_init=1,
                optimizer="lbfgs")  # fmt: skip

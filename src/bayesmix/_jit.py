@@ -33,12 +33,13 @@ import os
 import re
 import threading
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+
+from .errors import warn
 
 __all__ = [
     "cache_dir",
@@ -94,7 +95,7 @@ def enable_compilation_cache() -> None:
         try:
             limit = parse_size(os.environ["BAYESMIX_CACHE_SIZE"])
         except ValueError as exc:
-            warnings.warn(f"BAYESMIX_CACHE_SIZE: {exc}; using 1G", stacklevel=2)
+            warn(f"BAYESMIX_CACHE_SIZE: {exc}; using 1G", UserWarning)
     threading.Thread(target=prune_cache, args=(path, limit), daemon=True).start()
 
 

@@ -12,13 +12,12 @@ import gzip
 import math
 import os
 import re
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError, DataWarning
+from .errors import DataError, DataWarning, warn
 
 __all__ = [
     "LARGE",
@@ -82,7 +81,7 @@ def fit_frame(data: object) -> object:
     names = column_names(data)
     if names is None:
         return data
-    keep = default_columns(names, "the data frame", stacklevel=4,
+    keep = default_columns(names, "the data frame",
                            fix="select the columns to fit by name to include them")  # fmt: skip
     return data if len(keep) == len(names) else by_name(data, keep)
 
@@ -218,8 +217,7 @@ _UNNAMED = re.compile(r"Unnamed: \d+|__index_level_\d+__")
 def default_columns(
     header: Sequence[str],
     path: object,
-    warn: bool = True,
-    stacklevel: int = 3,
+    announce: bool = True,
     fix: str = "name the columns to read to include them",
 ) -> list[str]:
     """A file's (or data frame's) columns to read when none are named: all but unnamed ones
@@ -227,13 +225,12 @@ def default_columns(
     them `Unnamed: 0` when it reads them back) and pandas' index columns in Parquet
     (`__index_level_0__`), with a DataWarning naming those left out and `fix`."""
     left = [j for j, h in enumerate(header) if not h.strip() or _UNNAMED.fullmatch(h)]
-    if left and warn:
-        warnings.warn(
+    if left and announce:
+        warn(
             f"{path}: left out {len(left)} unnamed or index column(s) (column "
             f"{', '.join(str(j + 1) for j in left)} of {len(header)}: a trailing separator or "
             f"a row index, which pandas writes unless index=False); {fix}",
             DataWarning,
-            stacklevel=stacklevel,
         )
     return [h for j, h in enumerate(header) if j not in left]
 

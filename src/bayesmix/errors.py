@@ -5,6 +5,10 @@ Messages name the offending value (file, row, column, option) and say what to do
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
+
 __all__ = [
     "BayesmixError",
     "BayesmixWarning",
@@ -47,3 +51,17 @@ class DataWarning(BayesmixWarning):
 
 class FitWarning(BayesmixWarning):
     """The fit's settings do not suit the data (e.g. Adam's step size against its spread)."""
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn(message: str, category: type[Warning]) -> None:
+    """Issue a warning attributed to the first caller outside bayesmix (the user's line, which
+    warnings' filters and "shown once per location" then refer to, whatever the depth of the
+    bayesmix call it came from)."""
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    # A worker thread's stack can end inside bayesmix: the line that warned, then.
+    warnings.warn(message, category, stacklevel=level if frame is not None else 2)

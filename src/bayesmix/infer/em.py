@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from collections.abc import Callable
 from functools import partial
 from typing import NamedTuple
@@ -37,7 +36,7 @@ import numpy as np
 from .._jit import serializable, sized_jit
 from .._threads import cores, show_progress, thread_map
 from ..data import LARGE, column_moments, column_names
-from ..errors import FitError, FitWarning, SpecError
+from ..errors import FitError, FitWarning, SpecError, warn
 from ..model import Init, Mixture, Params, Priors, check_k
 from ..result import MAPResult
 from .estep import (
@@ -390,16 +389,15 @@ def run_em(
     except KeyboardInterrupt:
         if best is None:
             raise
-        warnings.warn(
+        warn(
             f"EM interrupted after {len(objectives)} iterations; returning the best parameters "
             f"so far (log joint {max(objectives):.6g}), not converged",
             FitInterrupted,
-            stacklevel=3,
         )
     finally:
         bar.close()
     if fell:
-        warnings.warn(
+        warn(
             f"EM stopped after {len(objectives)} iterations: the next one lowered the log joint, "
             "which exact EM never does. A component is collapsing onto repeated (or nearly "
             "equal) rows: its MAP scale tends to 0, below what floating point resolves. "
@@ -407,7 +405,6 @@ def run_em(
             "repeated rows, or tighten the scales' prior (e.g. Priors.from_data(x, "
             "scale_scale=0.5))",
             FitWarning,
-            stacklevel=3,
         )
     params, st, c = best
     # Each iteration's parameters came from the previous iteration's M-step (the first: none).

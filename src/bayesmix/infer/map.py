@@ -10,7 +10,6 @@ constrained-space log joint, so the optimum is the MAP of the globals.
 
 from __future__ import annotations
 
-import warnings
 from functools import partial
 from typing import NamedTuple
 
@@ -21,7 +20,7 @@ from jax.flatten_util import ravel_pytree
 
 from .._jit import serializable, sized_jit
 from ..data import column_moments
-from ..errors import FitError, FitWarning, SpecError
+from ..errors import FitError, FitWarning, SpecError, warn
 from ..model import Mixture, Params, Priors
 from ..result import MAPResult
 from . import fisher
@@ -60,13 +59,12 @@ def _check_step_size(x: np.ndarray, learning_rate: float) -> None:
     bad = np.flatnonzero((sd < learning_rate) | (sd > 1000 * learning_rate))
     if bad.size:
         j = int(bad[0])
-        warnings.warn(
+        warn(
             f"Adam moves ~learning_rate = {learning_rate:g} per step in the data's units, and "
             f"column {j} has sd {sd[j]:.3g}: the fit may miss the MAP. Use bm.fit_em "
             "(closed-form steps, whatever the units), rescale the data to sd ~1, or set "
             f"learning_rate near {sd[j] / 30:.3g}",
             FitWarning,
-            stacklevel=3,
         )
 
 

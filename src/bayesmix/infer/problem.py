@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from ..data import as_data, column_moments, column_names, fit_frame
-from ..errors import PriorWarning, SpecError
+from ..errors import PriorWarning, SpecError, warn
 from ..model import Mixture, Priors, check_k, check_priors
 from .init import INITS
 
@@ -62,14 +60,13 @@ def warn_if_priors_miss(mean: np.ndarray, sd: np.ndarray, priors: Priors) -> Non
     if bad.size:
         j = int(bad[0])
         at = lambda v: float(np.broadcast_to(v, mean.shape)[j])  # noqa: E731
-        warnings.warn(
+        warn(
             f"column {j} of the data (mean {mean[j]:.3g}, sd {sd[j]:.3g}) lies far outside the "
             f"priors (locs ~ Normal({at(priors.locs_loc):.3g}, {at(priors.locs_scale):.3g}), "
             f"scale ~ LogNormal({at(priors.scale_loc):.3g}, {at(priors.scale_scale):.3g})): "
             "they, not the data, will decide the fit. Use priors='auto' (bm.Priors.from_data(x)) "
             "or priors that cover the data",
             PriorWarning,
-            stacklevel=1,  # one location: shown once, however many fitters check the data
         )
 
 
