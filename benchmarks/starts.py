@@ -17,7 +17,7 @@ import numpy as np
 
 jax.config.update("jax_enable_x64", True)
 
-from sklearn.datasets import load_iris  # noqa: E402
+from sklearn.datasets import load_iris, load_wine  # noqa: E402
 
 from bayesmix import FitWarning, Priors  # noqa: E402
 from bayesmix.infer.em import fit_em  # noqa: E402
@@ -54,16 +54,24 @@ SETS = {
     "iris, full K=4": (load_iris().data, 4, "full", "normal"),
     "30 x 2-D, diag K=30": (blobs(30, 2, 6000, 8, 1), 30, "diag", "normal"),
     "8 x 5-D, full K=8": (blobs(8, 5, 20000, 3, 2), 8, "full", "normal"),
+    "wine, diag K=4": (load_wine().data, 4, "diag", "normal"),
+    "wine, diag K=6": (load_wine().data, 6, "diag", "normal"),
+    "wine, diag K=8": (load_wine().data, 8, "diag", "normal"),
+    "wine, full K=3": (load_wine().data, 3, "full", "normal"),
+    "16 x 10-D, diag K=16": (blobs(16, 10, 100_000, 2, 3), 16, "diag", "normal"),
 }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=4)
+    ap.add_argument("--only", default="", help="run the sets whose name contains this")
     args = ap.parse_args()
     warnings.simplefilter("ignore", FitWarning)
     print(f"{'data':40s} {'scored':9s} per-row negative log joint by seed       s/fit")
     for name, (x, k, cov, family) in SETS.items():
+        if args.only not in name:
+            continue
         priors = Priors.from_data(x)
         for label, iters in (("as they", 0), ("after 20", 20)):
             fit_em(x, k, covariance=cov, family=family, priors=priors, init_iters=iters)  # warm

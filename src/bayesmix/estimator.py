@@ -35,9 +35,9 @@ class BayesianMixture(DensityMixin, BaseEstimator):
     priors : "auto" (`Priors.from_data(X)`: weakly informative on the data's scale) or a
         `bayesmix.Priors`
     n_init : initializations scored; the best is optimized
-    init : "kmeans" (k-means++ seeding and Lloyd iterations, scikit-learn's default; for
-        Student-t components the starts are compared after a short EM, as Lloyd's means
-        chase gross outliers: `fit_em`'s init_iters), "kmeans++" (seeding only) or "seed"
+    init : "kmeans" (k-means++ seeding and Lloyd iterations, scikit-learn's default; with EM
+        the starts are compared after a short EM except for Normal full or tied covariances:
+        `fit_em`'s init_iters), "kmeans++" (seeding only) or "seed"
     method : "em" (the default: closed-form M-steps, whatever the data's units), "adam",
         "lbfgs" or "auto" (EM from 10,000 rows on, else Adam). Adam's steps are ~learning_rate
         in the data's units: on data of sd 1e-6 or 1e6 the default learning rate misses the MAP

@@ -85,15 +85,17 @@ def resolve_dtype(dtype: str | None, size: int) -> np.dtype:
 
 
 #: EM iterations each initialization runs before the starts are compared (`fit_em`'s
-#: init_iters="auto": for Student-t components), on `short_em_rows` rows of the sample. A
-#: start's own log joint says little of the mode EM climbs to from it: scored after a short EM
-#: ("emEM", Biernacki, Celeux & Govaert 2003), starts compete on where they lead. Measured
-#: (`benchmarks/starts.py`): with 2-5% gross outliers, k-means starts (whose Lloyd means chase
-#: the outliers) led all 16 Student-t fits of four data sets to modes 0.003-0.6 per row worse
-#: than the best found; scored after 20 iterations, all 16 ended within 0.001 per row of it
-#: (10 iterations were too few: the clusters' mode overtook at 12-15). On Normal mixtures it
-#: changed little (iris K = 4: 0.01-0.05 per row better; others +-0.001) at up to 2.8x the
-#: fit's time (full covariances): not the default there.
+#: init_iters="auto": for Student-t components and for Normal ones whose scales have a
+#: closed-form M-step), on `short_em_rows` rows of the sample. A start's own log joint says
+#: little of the mode EM climbs to from it: scored after a short EM ("emEM", Biernacki, Celeux &
+#: Govaert 2003), starts compete on where they lead. Measured (`benchmarks/starts.py`): with
+#: 2-5% gross outliers, k-means starts (whose Lloyd means chase the outliers) led all 16
+#: Student-t fits of four data sets to modes 0.003-0.6 per row worse than the best found;
+#: scored after 20 iterations, all 16 ended within 0.001 per row of it (10 iterations were too
+#: few: the clusters' mode overtook at 12-15). On the wine data (178 x 13, diag, K = 6 and 8)
+#: the starts as they were led to modes 0.26 per row worse (4 seeds), for 0.03 s more a fit;
+#: full and tied covariances (Newton M-steps) gained too (wine, K = 3: 0.13 per row) but at
+#: 3-5x the fit's time and twice its compile: not the default there.
 INIT_ITERS = 20
 #: Newton steps of the short EM's full-covariance M-steps (a generalized EM: any number
 #: raises the objective; 8 made the short EM 5x the fit on iris, K = 3).
@@ -573,10 +575,11 @@ def fit_em(
         chosen uniformly (all rows when N <= init_sample), each followed by init_iters EM
         iterations on `short_em_rows(n_init)` of those rows (chosen uniformly) and scored by
         the log joint there; EM goes on from where the best got to. init_iters "auto":
-        `INIT_ITERS` for Student-t components, 0 for Normal ones (the best start by its own
-        log joint: with N <= init_sample, the start `fit_map` picks for the same n_init, init
-        and seed). init: "kmeans" (default: greedy k-means++ seeding and Lloyd iterations,
-        `bayesmix.infer.init.init_kmeans`), "kmeans++" (seeding only) or "seed".
+        `INIT_ITERS`, except 0 for Normal components with full or tied covariances (the
+        best start by its own log joint: with N <= init_sample, the start `fit_map` picks for
+        the same n_init, init and seed). init: "kmeans" (default: greedy k-means++ seeding
+        and Lloyd iterations, `bayesmix.infer.init.init_kmeans`), "kmeans++" (seeding only)
+        or "seed".
     init_params : start from these parameters (or a fit's) instead
     max_iter : E-steps at most
     tol : converged when the objective changed by at most tol per row between iterations (or
@@ -604,7 +607,8 @@ def fit_em(
 
     _check_options(n_init, init, max_iter, tol)
     if init_iters == "auto":
-        init_iters = INIT_ITERS if family == "student-t" else 0
+        newton = covariance in ("full", "tied")  # (their short EM: seconds more; see above)
+        init_iters = INIT_ITERS if family == "student-t" or not newton else 0
     if isinstance(init_iters, str):
         raise SpecError(f"init_iters must be 'auto' or a whole number >= 0, got {init_iters!r}")
     whole("init_iters", init_iters, 0)
