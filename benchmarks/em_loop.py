@@ -62,7 +62,8 @@ def measure(n: int, d: int, k: int) -> dict:
 
     def fused():
         seg = em._device_segment(params, [(x, 0, n)], priors, prev, 1, 0, steps, never, n,
-                                 work=work, model=model, moment="diag", block=block)  # fmt: skip
+                                 em.GENERAL_NEWTON_STEPS, work=work, model=model, moment="diag",
+                                 block=block)  # fmt: skip
         assert int(seg.count) == steps
         return seg
 

@@ -27,6 +27,7 @@ import math
 import time
 from collections.abc import Callable
 from functools import partial
+from operator import itemgetter
 from typing import NamedTuple
 
 import jax
@@ -44,7 +45,6 @@ from .estep import (
     Stats,
     accumulator_dtype,
     block_rows,
-    data_rows,
     estep,
     moment_kind,
     pad_rows,
@@ -54,7 +54,7 @@ from .estep import (
 )
 from .fisher import log_joint_and_stats
 from .init import INITS
-from .mstep import expected_log_joint, update
+from .mstep import GENERAL_NEWTON_STEPS, expected_log_joint, update
 from .problem import check_init, check_seed, data_priors, whole
 
 __all__ = ["FitInterrupted", "LARGE", "fit_em", "resolve_dtype"]
@@ -86,7 +86,7 @@ def resolve_dtype(dtype: str | None, size: int) -> np.dtype:
 
 #: EM iterations each initialization runs before the starts are compared (`fit_em`'s
 #: init_iters="auto": for Student-t components and for Normal ones whose scales have a
-#: closed-form M-step), on `short_em_rows` rows of the sample. A start's own log joint says
+#: closed-form M-step), on the sample's rows (`INIT_EM_ALL_ROWS`). A start's own log joint says
 #: little of the mode EM climbs to from it: scored after a short EM ("emEM", Biernacki, Celeux &
 #: Govaert 2003), starts compete on where they lead. Measured (`benchmarks/starts.py`): with
 #: 2-5% gross outliers, k-means starts (whose Lloyd means chase the outliers) led all 16
@@ -97,12 +97,17 @@ def resolve_dtype(dtype: str | None, size: int) -> np.dtype:
 #: full and tied covariances (Newton M-steps) gained too (wine, K = 3: 0.13 per row) but at
 #: 3-5x the fit's time and twice its compile: not the default there.
 INIT_ITERS = 20
-#: Newton steps of the short EM's full-covariance M-steps (a generalized EM: any number
-#: raises the objective; 8 made the short EM 5x the fit on iris, K = 3).
+#: Newton steps at most of the short EM's full and tied covariance M-steps (a generalized EM:
+#: any number raises the objective; the fit's `GENERAL_NEWTON_STEPS` made the short EM 5x the
+#: fit on iris, K = 3, and 17x on the wine data, where it also led to a worse mode).
 INIT_NEWTON_STEPS = 1
-#: The short EM's rows x starts at most (`short_em_rows`), and its rows at least.
+#: The short EM's rows: every row of the initialization's sample up to INIT_EM_ALL_ROWS of
+#: them (when that is all the data, by the fit's own compiled EM loop: on rows of its own it
+#: compiled the loop a second time, 1-2.5 s, more than 20 passes over 50,000 rows), else
+#: `short_em_rows`: its rows x starts at most INIT_EM_WORK, and its rows at least MIN_ROWS.
 INIT_EM_WORK = 50_000
 INIT_EM_MIN_ROWS = 1_000
+INIT_EM_ALL_ROWS = 50_000
 
 
 def short_em_rows(n_init: int) -> int:
@@ -111,63 +116,23 @@ def short_em_rows(n_init: int) -> int:
     return max(INIT_EM_MIN_ROWS, INIT_EM_WORK // n_init)
 
 
-@partial(sized_jit, static_argnames=("model", "n_init", "init", "iters"))
-def _init_program(x, n_valid, xs, ns_valid, priors, key, *, model, n_init, init, iters):
-    """n_init initializations drawn from the first n_valid rows of x, each followed by `iters`
-    EM iterations on the first ns_valid rows of xs and scored by the log joint there (by their
-    own on x for iters=0): (losses, the best's index, the params it reached). Starts whose
-    short EM ends non-finite lose; if all do, the start of least initial loss is returned."""
+@partial(sized_jit, static_argnames=("model", "n_init", "init"))
+def _init_program(x, n_valid, priors, key, *, model, n_init, init):
+    """n_init initializations drawn from the first n_valid rows of x: (each one's loss, the
+    negative log joint on those rows (inf where not finite), their Params with a leading axis
+    n_init, and the Params of the least loss)."""
     starts = jax.vmap(INITS[init], in_axes=(0, None, None, None))(
         jax.random.split(key, n_init), x, model.k, n_valid
     )
     u0 = jax.vmap(lambda s: model.to_unconstrained(model.params_from_init(s)))(starts)
 
-    def finite(losses):
-        return jnp.where(jnp.isfinite(losses), losses, jnp.inf)
-
     def loss(u):
         return -log_joint_and_stats(model, model.from_unconstrained(u), x, priors, n_valid)[0]
 
-    initial = finite(jax.vmap(loss)(u0))
-    first = model.from_unconstrained(jax.tree.map(lambda leaf: leaf[jnp.argmin(initial)], u0))
-    if iters == 0:
-        return initial, jnp.argmin(initial), first
-    moment = moment_kind(model.covariance)
-    block = block_rows(model.k, x.shape[1], moment)
-    rows = data_rows(xs, ns_valid)
-
-    # Rows a component needs for its scales to be estimable: D + 1 for a full covariance,
-    # 2 for per-component scales (a tied or shared scale borrows every row).
-    need = {"full": x.shape[1] + 1, "diag": 2, "spherical": 2}.get(model.covariance, 0)
-
-    def short_em(u):
-        def iterate(carry, i):
-            p, prev, fell, _ = carry
-            c = _centre(p, xs.dtype)
-            st = stats(p, xs, rows, c, moment=moment, block=block)
-            objective, new, _ = update(model, p, st, c, priors, INIT_NEWTON_STEPS)
-            fell = fell | ((i > 0) & falls(objective, prev, rows))
-            return (new, objective, fell, st.n), None
-
-        start = (model.from_unconstrained(u), jnp.zeros((), accumulator_dtype()), False,
-                 jnp.ones(model.k))  # fmt: skip
-        (p, objective, fell, n), _ = jax.lax.scan(iterate, start, jnp.arange(iters))
-        # The objective is of the parameters before the last M-step, which raised it. A start
-        # whose objective fell, or with a component on fewer rows than its scales need, was
-        # climbing to a degenerate maximum (a component collapsing onto a few rows, whose
-        # log joint grows without bound): emEM prefers those, for they climb fastest (iris,
-        # K = 4 full: weight 0.024, a singular covariance, at 175 against 203).
-        degenerate = fell | jnp.any((n > 0) & (n < need))
-        return p, jnp.where(degenerate, jnp.inf, -objective)
-
-    # One start after another (lax.map): vmapped, the full covariance's Newton solves hung
-    # XLA's CPU runtime (`mstep.m_step`; 1e5 x 10, K = 8).
-    reached, losses = jax.lax.map(short_em, u0)
-    losses = finite(losses)
-    best = jnp.argmin(losses)
-    ok = jnp.isfinite(losses[best])
-    params = jax.tree.map(lambda r, f: jnp.where(ok, r[best], f), reached, first)
-    return jnp.where(ok, losses, initial), jnp.where(ok, best, jnp.argmin(initial)), params
+    losses = jax.vmap(loss)(u0)
+    losses = jnp.where(jnp.isfinite(losses), losses, jnp.inf)
+    starts = jax.vmap(model.from_unconstrained)(u0)
+    return losses, starts, jax.tree.map(lambda v: v[jnp.argmin(losses)], starts)
 
 
 @partial(sized_jit, static_argnames=("model",))
@@ -225,11 +190,11 @@ FALL_PER_ROW = 1e-5
 CONVERGED_EPS = 4
 
 
-def _tail(model, priors, params, st, c, prev, prev_alive, it, tols, n_rows):
+def _tail(model, priors, params, st, c, prev, prev_alive, it, tols, n_rows, newton_steps):
     """The M-step after an E-step: (objective, next params, change norms, converged, fell).
     prev_alive: the components alive at the previous objective (a pruning changes the
-    objective's terms, so it is no fall)."""
-    objective, new, change = update(model, params, st, c, priors)
+    objective's terms, so it is no fall). newton_steps: `mstep.update`'s."""
+    objective, new, change = update(model, params, st, c, priors, newton_steps)
     converged = (it > 0) & settled(objective, prev, tols)
     fell = (it > 0) & (jnp.sum(params.weights > 0) == prev_alive) & falls(objective, prev, n_rows)
     return objective, new, change, converged & ~fell, fell
@@ -256,10 +221,12 @@ def falls(objective: jnp.ndarray, prev: jnp.ndarray, n_rows: int) -> jnp.ndarray
 
 
 @partial(sized_jit, static_argnames=("model",))
-def _host_tail(params, st, c, priors, prev, prev_alive, it, tols, n_rows, *, model) -> Segment:
+def _host_tail(
+    params, st, c, priors, prev, prev_alive, it, tols, n_rows, newton_steps, *, model
+) -> Segment:
     """One iteration's `Segment` from statistics summed outside a compiled program."""
     objective, new, change, converged, fell = _tail(
-        model, priors, params, st, c, prev, prev_alive, it, tols, n_rows
+        model, priors, params, st, c, prev, prev_alive, it, tols, n_rows, newton_steps
     )
     count = jnp.where(fell, 0, 1).astype(jnp.int32)
     return Segment(count, objective[None], jax.tree.map(lambda v: v[None], change), converged,
@@ -268,8 +235,9 @@ def _host_tail(params, st, c, priors, prev, prev_alive, it, tols, n_rows, *, mod
 
 @partial(sized_jit, static_argnames=("model", "moment", "block"))
 def _device_segment(
-    params, ranges, priors, prev, prev_alive, it, steps, tols, n_rows, *, model, moment, block
-):
+    params, ranges, priors, prev, prev_alive, it, steps, tols, n_rows, newton_steps, *, model,
+    moment, block,
+):  # fmt: skip
     """Up to `steps` (<= SEGMENT) whole EM iterations in one program, over the in-memory rows
     `ranges` ([(x (N_i, D), first, stop)], `device_ranges`): no round trip to the host
     between iterations (on a GPU that round trip, not the data, was most of an iteration)."""
@@ -279,7 +247,9 @@ def _device_segment(
         c = _centre(params, ranges[0][0].dtype)
         parts = [stats(params, x, hi, c, lo, moment=moment, block=block) for x, lo, hi in ranges]
         st = jax.tree.map(lambda *v: sum(v[1:], v[0]), *parts)
-        tail = _tail(model, priors, params, st, c, prev, prev_alive, it + i, tols, n_rows)
+        tail = _tail(
+            model, priors, params, st, c, prev, prev_alive, it + i, tols, n_rows, newton_steps
+        )
         return (c, st) + tail
 
     k, d = params.locs.shape
@@ -430,10 +400,12 @@ def _initial_params(
     init_params: Params | MAPResult | None,
     n_init: int,
     init: str,
-    init_iters: int,
+    short_em: Callable[[Params], tuple[float, Params]] | None,
     seed: int,
 ) -> tuple[Params, np.ndarray, int]:
-    """(starting params, losses of the scored initializations, index of the best)."""
+    """(starting params, losses of the scored initializations, index of the best). Each start
+    is scored by its own log joint on the sample, or, with `short_em` (a start -> (its loss
+    after a short EM, the params it reached); `_short_em`), where a short EM takes it."""
     if init_params is not None:
         p = init_params.params if isinstance(init_params, MAPResult) else init_params
         d = sample.shape[1]
@@ -449,27 +421,59 @@ def _initial_params(
                     f"{None if want is None else np.shape(want)}"
                 )
         return p, np.full(1, np.nan), 0
-    acc = accumulator_dtype()
     padded, n_valid = pad_rows(sample)
-    short, ns_valid = (
-        (padded, n_valid)
-        if init_iters == 0
-        else pad_rows(sample[sample_indices(len(sample), short_em_rows(n_init), seed)])
-    )
-    losses, best, params = _init_program(
-        jnp.asarray(padded, acc),
-        n_valid,
-        jnp.asarray(short, acc),
-        ns_valid,
-        priors,
-        jax.random.key(seed),
-        work=(sample.size + len(short) * init_iters) * model.k * n_init,
-        model=model,
-        n_init=int(n_init),
-        init=init,
-        iters=int(init_iters),
-    )
-    return params, np.asarray(losses), int(best)
+    # The starts stay on the device: as the program's outputs (and the EM loop's), a host
+    # copy put back would compile the EM loop's program a second time.
+    losses, starts, first_params = _init_program(
+        jnp.asarray(padded, accumulator_dtype()), n_valid, priors, jax.random.key(seed),
+        work=sample.size * model.k * n_init, model=model, n_init=int(n_init), init=init,
+    )  # fmt: skip
+    losses = np.asarray(losses)
+    first = int(np.argmin(losses))
+    if short_em is None:
+        return first_params, losses, first
+    each = [jax.tree.map(itemgetter(i), starts) for i in range(n_init)]
+    # The first compiles the program (once), the others run side by side, one per core.
+    shorts = [short_em(each[0]), *thread_map(short_em, each[1:], cores())]
+    short_losses = np.array([loss for loss, _ in shorts])
+    best = int(np.argmin(short_losses))
+    if not np.isfinite(short_losses[best]):  # every start degenerate: the best as it was
+        return first_params, losses, first
+    return shorts[best][1], short_losses, best
+
+
+def _short_em(advance: Callable, model: Mixture, d: int, iters: int) -> Callable:
+    """start -> (the negative log joint after `iters` EM iterations by `advance` (`_em_loop`'s:
+    on small data the fit's own, no program of its own to compile), inf for a degenerate
+    start; the params reached)."""
+    # Rows a component needs for its scales to be estimable: D + 1 for a full covariance,
+    # 2 for per-component scales (a tied or shared scale borrows every row).
+    need = {"full": d + 1, "diag": 2, "spherical": 2}.get(model.covariance, 0)
+    exact = (0.0, 0.0)  # no convergence test: `iters` iterations, as many for every start
+
+    def run(start: Params) -> tuple[float, Params]:
+        p = jax.tree.map(lambda v: jnp.asarray(v, accumulator_dtype()), start)
+        objective, done = math.nan, 0
+        while done < iters:
+            seg = advance(p, objective if done else 0.0, model.k, done,
+                          min(SEGMENT, iters - done), tols=exact,
+                          newton_steps=INIT_NEWTON_STEPS)  # fmt: skip
+            count, objs, fell, n = jax.device_get(
+                (seg.count, seg.objectives, seg.fell, seg.stats.n)
+            )
+            if count == 0 or fell:
+                return math.inf, p
+            objective, done, p = float(objs[count - 1]), done + int(count), seg.next
+            # The objective is of the parameters before the last M-step, which raised it. A
+            # start whose objective fell, or with a component on fewer rows than its scales
+            # need, was climbing to a degenerate maximum (a component collapsing onto a few
+            # rows, whose log joint grows without bound): emEM prefers those, for they climb
+            # fastest (iris, K = 4 full: weight 0.024, a singular covariance, at 175 vs 203).
+            if not math.isfinite(objective) or np.any((n > 0) & (n < need)):
+                return math.inf, p
+        return -objective, p
+
+    return run
 
 
 #: In-memory rows from this one on are the device's view of the caller's memory (CPU).
@@ -500,6 +504,49 @@ def device_ranges(x: np.ndarray, k: int, block: int) -> list[tuple[jax.Array, in
     return [(head, 0, HEAD_ROWS)] + [
         (rest, HEAD_ROWS + lo - aligned, HEAD_ROWS + hi - aligned) for lo, hi in ranges
     ]
+
+
+def _em_loop(
+    tols: tuple[float, float],
+    n: int,
+    *,
+    model: Mixture,
+    priors: Priors,
+    moment: str,
+    block: int,
+    dt: np.dtype,
+    rows: np.ndarray | None = None,
+    e_step: Callable | None = None,
+) -> Callable:
+    """An EM loop's `advance(params, previous objective, components alive, iteration, steps,
+    tols=tols, newton_steps=GENERAL_NEWTON_STEPS)` (`run_em`) over n in-memory `rows` (N, D)
+    or by an `e_step(params, centre)`."""
+    if rows is not None:
+        padded, n_valid = pad_rows(rows)
+        if n_valid is None:
+            ranges = device_ranges(rows, model.k, block)
+        else:  # one device copy, read by range
+            on_device = jax.device_put(padded)
+            ranges = [(on_device, lo, hi) for lo, hi in row_ranges(n, model.k)]
+        if len({id(xd) for xd, _, _ in ranges}) < len(ranges):  # the rows split between cores
+            e_step = _threaded_e_step(ranges, model.k, moment, block)
+
+    newton = GENERAL_NEWTON_STEPS
+
+    def segment(p, prev, alive, it, steps, tols=tols, newton_steps=newton) -> Segment:
+        """Whole iterations in one program."""
+        work = n * rows.shape[1] * model.k * RUNS
+        return _device_segment(p, ranges, priors, prev, alive, it, steps, tols, n, newton_steps,
+                               work=work, model=model, moment=moment, block=block)  # fmt: skip
+
+    def host(p, prev, alive, it, steps, tols=tols, newton_steps=newton) -> Segment:
+        """One iteration: statistics summed outside a compiled program, then the M-step."""
+        c = _centre(p, dt)
+        st = e_step(p, np.asarray(c))
+        return _host_tail(p, st, c, priors, prev, alive, it, tols, n, newton_steps, work=0,
+                          model=model)  # fmt: skip
+
+    return segment if e_step is None else host
 
 
 def _threaded_e_step(ranges: list, k: int, moment: str, block: int) -> Callable:
@@ -573,13 +620,13 @@ def fit_em(
         column means and standard deviations for chunked data)
     n_init, init, init_iters, seed : n_init initializations drawn from `init_sample` rows
         chosen uniformly (all rows when N <= init_sample), each followed by init_iters EM
-        iterations on `short_em_rows(n_init)` of those rows (chosen uniformly) and scored by
-        the log joint there; EM goes on from where the best got to. init_iters "auto":
-        `INIT_ITERS`, except 0 for Normal components with full or tied covariances (the
-        best start by its own log joint: with N <= init_sample, the start `fit_map` picks for
-        the same n_init, init and seed). init: "kmeans" (default: greedy k-means++ seeding
-        and Lloyd iterations, `bayesmix.infer.init.init_kmeans`), "kmeans++" (seeding only)
-        or "seed".
+        iterations on those rows (up to 50,000 of them; beyond, `short_em_rows(n_init)` of
+        them chosen uniformly) and scored by the log joint there; EM goes on from where the
+        best got to. init_iters "auto": `INIT_ITERS`, except 0 for Normal components with
+        full or tied covariances (the best start by its own log joint: with N <=
+        init_sample, the start `fit_map` picks for the same n_init, init and seed). init:
+        "kmeans" (default: greedy k-means++ seeding and Lloyd iterations,
+        `bayesmix.infer.init.init_kmeans`), "kmeans++" (seeding only) or "seed".
     init_params : start from these parameters (or a fit's) instead
     max_iter : E-steps at most
     tol : converged when the objective changed by at most tol per row between iterations (or
@@ -625,38 +672,31 @@ def fit_em(
     priors = data_priors(priors, *(column_moments(x) if scan is None else (scan.mean, scan.sd)))
     whole("init_sample", init_sample, 2)
     dt = resolve_dtype(dtype, n * d)
-    idx = sample_indices(n, max(init_sample, model.k), seed)
-    sample = x[idx] if source is None else source.take(idx)
-    params, init_losses, best_init = _initial_params(
-        model, sample, priors, init_params=init_params, n_init=n_init, init=init,
-        init_iters=init_iters, seed=seed,
-    )  # fmt: skip
     moment = moment_kind(covariance)
     block = block_rows(model.k, d, moment)
-
-    tols = convergence(tol, n, dt)
-    e_step = None
+    loop = partial(_em_loop, model=model, priors=priors, moment=moment, block=block, dt=dt)
     if source is not None:
-        e_step = partial(source.stats, moment=moment, block=block, dtype=dt)
+        advance = loop(
+            convergence(tol, n, dt),
+            n,
+            e_step=partial(source.stats, moment=moment, block=block, dtype=dt),
+        )
     else:
-        rows = np.asarray(x, dt)
-        padded, n_valid = pad_rows(rows)
-        if n_valid is None:
-            ranges = device_ranges(rows, model.k, block)
-        else:  # one device copy, read by range
-            on_device = jax.device_put(padded)
-            ranges = [(on_device, lo, hi) for lo, hi in row_ranges(n, model.k)]
-        if len({id(xd) for xd, _, _ in ranges}) < len(ranges):  # the rows split between cores
-            e_step = _threaded_e_step(ranges, model.k, moment, block)
-
-    def advance(p: Params, prev: float, alive: int, it: int, steps: int) -> Segment:
-        if e_step is None:  # whole iterations in one program
-            work = n * d * model.k * RUNS
-            return _device_segment(p, ranges, priors, prev, alive, it, steps, tols, n,
-                                   work=work, model=model, moment=moment, block=block)  # fmt: skip
-        c = _centre(p, dt)
-        st = e_step(p, np.asarray(c))
-        return _host_tail(p, st, c, priors, prev, alive, it, tols, n, work=0, model=model)
+        advance = loop(convergence(tol, n, dt), n, rows=np.asarray(x, dt))
+    idx = sample_indices(n, max(init_sample, model.k), seed)
+    sample = x[idx] if source is None else source.take(idx)
+    short_em = None
+    if init_iters and init_params is None:
+        m = len(sample) if len(sample) <= INIT_EM_ALL_ROWS else short_em_rows(n_init)
+        if source is None and m == n:  # every row, in order: the fit's own loop
+            short_em = _short_em(advance, model, d, init_iters)
+        else:
+            rows = np.asarray(sample[sample_indices(len(sample), m, seed)], dt)
+            short_em = _short_em(loop(convergence(tol, m, dt), m, rows=rows), model, d, init_iters)
+    params, init_losses, best_init = _initial_params(
+        model, sample, priors, init_params=init_params, n_init=n_init, init=init, seed=seed,
+        short_em=short_em,
+    )  # fmt: skip
 
     params, st, c, objectives, changes, converged = run_em(
         model,

@@ -355,7 +355,7 @@ def m_step(
     return params
 
 
-@partial(jax.jit, static_argnames=("model", "newton_steps"))
+@partial(jax.jit, static_argnames=("model",))
 @full_precision
 def update(
     model: Mixture,
@@ -366,7 +366,8 @@ def update(
     newton_steps: int = GENERAL_NEWTON_STEPS,
 ):
     """(the EM objective at `params`, the parameters after one M-step, the norm of each
-    field's change) for E-step statistics `st` computed at `params` about centre c."""
+    field's change) for E-step statistics `st` computed at `params` about centre c.
+    newton_steps (a value: one program for any) caps the M-step's Newton steps."""
     objective = log_joint_alive(params, st.loglik, priors)
     new = m_step(model, params, st, c, priors, newton_steps)
     change = jax.tree.map(lambda a, b: jnp.sqrt(jnp.sum((a - b) ** 2)), new, params)
