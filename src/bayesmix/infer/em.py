@@ -95,7 +95,7 @@ def resolve_dtype(dtype: str | None, size: int) -> np.dtype:
 #: few: the clusters' mode overtook at 12-15). On the wine data (178 x 13, diag, K = 6 and 8)
 #: the starts as they were led to modes 0.26 per row worse (4 seeds), for 0.03 s more a fit;
 #: full and tied covariances (Newton M-steps) gained too (wine, K = 3: 0.13 per row) but at
-#: 3-5x the fit's time and twice its compile: not the default there.
+#: up to 7x the fit's time (wine: 0.75 -> 5.4 s warm): not the default there.
 INIT_ITERS = 20
 #: Newton steps at most of the short EM's full and tied covariance M-steps (a generalized EM:
 #: any number raises the objective; the fit's `GENERAL_NEWTON_STEPS` made the short EM 5x the
