@@ -356,6 +356,16 @@ def test_scatter_figures_draw_a_subset_of_many_rows(monkeypatch):
                .get_offsets()) == 50  # fmt: skip
 
 
+def test_membership_uncertainty_of_1d_data_is_its_height():
+    # It was drawn at height 0 for every point of 1-D data: one line of colours.
+    from bayesmix import plot
+
+    x = np.array([[0.0], [1.0], [5.0], [5.5], [10.0], [11.0]])
+    probs = np.array([[1, 0], [0.9, 0.1], [0.6, 0.4], [0.5, 0.5], [0.2, 0.8], [0, 1.0]])
+    points = plot.membership_uncertainty(x, probs).axes[0].collections[0].get_offsets()
+    np.testing.assert_allclose(points, np.c_[x[:, 0], 1 - probs.max(1)])
+
+
 def test_demo_draws_enough_for_the_seed_posteriors_heavy_tailed_scale(monkeypatch, tmp_path):
     # 4 x 1000 draws left the seed's scale at 200-360 effective draws, under the 100 per chain
     # the diagnostics ask for: the demo, the quick start's main job, warned on every run.

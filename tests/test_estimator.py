@@ -16,9 +16,12 @@ from bayesmix.select import criteria
 
 # The one check scikit-learn skips itself: check_array_api_input needs SCIPY_ARRAY_API set;
 # bayesmix takes NumPy-convertible input (JAX arrays included), not other array-API namespaces.
+# Diagonal covariances: the checks are of the estimator's contract, which is the same for every
+# structure, and compile half as long as full ones (each check's shapes compile anew).
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.SkipTestWarning")
 def test_passes_sklearn_estimator_checks():
-    results = check_estimator(BayesianMixture(n_init=2, max_iter=50), on_fail=None)
+    estimator = BayesianMixture(covariance_type="diag", n_init=2, max_iter=50)
+    results = check_estimator(estimator, on_fail=None)
     failed = [(r["check_name"], str(r["exception"])) for r in results if r["status"] == "failed"]
     assert not failed
     assert len(results) > 30

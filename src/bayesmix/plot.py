@@ -255,16 +255,19 @@ def membership_uncertainty(
     x, probs = x[rows], probs[rows]
     unc = 1.0 - probs.max(axis=1)
     fig, ax = _figure(7, 5)
-    y = x[:, 1] if x.shape[1] > 1 else np.zeros(len(x))
+    top = 1 - 1 / probs.shape[1]
+    label = "1 - max membership probability"
+    two = x.shape[1] > 1  # 1-D data: the uncertainty is the height (on one line, it hid)
     points = ax.scatter(
-        x[:, 0], y, c=unc, cmap="viridis", vmin=0, vmax=1 - 1 / probs.shape[1], s=10
+        x[:, 0], x[:, 1] if two else unc, c=unc, cmap="viridis", vmin=0, vmax=top, s=10
     )
-    fig.colorbar(points, ax=ax, label="1 - max membership probability")
     ax.set(
-        xlabel=names[0],
-        ylabel=names[1] if x.shape[1] > 1 else "",
-        title=f"Membership uncertainty{note}",
+        xlabel=names[0], ylabel=names[1] if two else label, title=f"Membership uncertainty{note}"
     )
+    if two:
+        fig.colorbar(points, ax=ax, label=label)
+    else:
+        ax.set_ylim(-0.03 * top, 1.03 * top)
     return fig
 
 
