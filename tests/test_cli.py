@@ -348,6 +348,8 @@ def test_scatter_figures_draw_a_subset_of_many_rows(monkeypatch):
     assert len(scatter.get_offsets()) == 50
     assert {tuple(p) for p in scatter.get_offsets()} <= {tuple(p) for p in x[:, ::-1]}
     assert sum(p.get_height() for p in fig.axes[0].patches) == 80
+    # The components' histograms share their bins (each had its own 20: uneven bars).
+    assert np.ptp([p.get_width() for p in fig.axes[0].patches]) < 1e-12
     assert "(a random 50 of 80 rows)" in fig.get_suptitle()
     fig = plot.membership_uncertainty(x, bm.predict_proba(fit, x))
     assert len(fig.axes[0].collections[0].get_offsets()) == 50

@@ -227,9 +227,10 @@ def pairwise(
     for i in range(d):
         for j in range(d):
             ax = axes[i, j]
-            if i == j:
+            if i == j:  # the components' histograms on common bins (comparable heights)
+                edges = np.histogram_bin_edges(x[:, j], bins=20)
                 for k in range(fit.k):
-                    ax.hist(x[labels == k, j], bins=20, color=f"C{k}", alpha=0.6)
+                    ax.hist(x[labels == k, j], bins=edges, color=f"C{k}", alpha=0.6)
             else:
                 ax.scatter(x[rows, j], x[rows, i], c=colors, s=6, alpha=0.6, linewidths=0)
                 for k in range(fit.k):
