@@ -256,6 +256,18 @@ def test_workflow_without_posterior_never_runs_nuts(monkeypatch):
     assert not {"trace.png", "posterior_locs.png"} & set(workflow.figures(w))
 
 
+def test_report_shortens_the_local_probabilities_of_many_rows():
+    # Every row was printed: 82 lines of probabilities for 82 rows (the summary has them all).
+    from bayesmix import workflow
+
+    settings = workflow.Settings(posterior=False, n_init=2, map_steps=5, local_steps=5)
+    lines = workflow.report(workflow.run_workflow(np.arange(30.0)[:, None], settings))
+    lines = lines.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("Local variational"))
+    assert lines[at].endswith("(the first and last 5 of 30 rows):")
+    assert lines[at + 1 : at + 12] == lines[at + 1 : -1] and lines[at + 6].strip() == "..."
+
+
 @pytest.mark.parametrize(
     ("threshold", "extra", "hinted"),
     [(5, [], True), (6, [], False), (5, ["--no-posterior"], False), (5, ["-q"], False)],

@@ -444,7 +444,7 @@ def _run(
         paths = write_outputs(w, out, with_figures=not no_figures)
         tables = [p.name for p in paths if p.suffix in (".csv", ".parquet")]
         per_row = f" (per-row results: {tables[0]})" if tables else ""
-        click.echo(f"\nWrote {len(paths)} files to {out}/{per_row}")
+        click.echo(f"\nWrote {len(paths)} file{'s' * (len(paths) != 1)} to {out}/{per_row}")
     if model is not None:
         from .errors import DataError
         from .io import atomic_write

@@ -309,8 +309,19 @@ def write_outputs(w: Workflow, out: Path, with_figures: bool = True) -> list[Pat
     return paths
 
 
-def _fmt(values) -> str:
-    return np.array2string(np.asarray(values), precision=4, suppress_small=True)
+#: Rows of the (N, K) local probabilities printed; beyond, the first and last EDGE_ROWS.
+PRINT_ROWS = 20
+EDGE_ROWS = 5
+
+
+def _fmt(values, max_rows: int | None = None) -> str:
+    """values as NumPy prints them (4 digits); (N, K) arrays of over max_rows rows shortened to
+    their first and last EDGE_ROWS."""
+    v = np.asarray(values)
+    limit = (
+        {} if max_rows is None else {"threshold": max_rows * v.shape[-1], "edgeitems": EDGE_ROWS}
+    )
+    return np.array2string(v, precision=4, suppress_small=True, **limit)
 
 
 def report_map(f: MAPResult, n: int, columns: list[str]) -> str:
@@ -334,12 +345,13 @@ def report_map(f: MAPResult, n: int, columns: list[str]) -> str:
 
 def report(w: Workflow) -> str:
     """A readable summary of the workflow's results (what `bayesmix demo` prints)."""
-    f, post = w.fit, w.posterior
+    f, post, n = w.fit, w.posterior, w.x.shape[0]
     lines = [
-        report_map(f, w.x.shape[0], w.columns),
+        report_map(f, n, w.columns),
         f"Classification (MAP component of each row): {_fmt(w.labels)}",
-        "Local variational probabilities q(z_n = k):",
-        *(f"  {row}" for row in _fmt(w.local.probs).splitlines()),
+        "Local variational probabilities q(z_n = k)"
+        + (f" (the first and last {EDGE_ROWS} of {n} rows):" if n > PRINT_ROWS else ":"),
+        *(f"  {row}" for row in _fmt(w.local.probs, PRINT_ROWS).splitlines()),
     ]
     if post is None:
         return "\n".join([*lines, "Posterior: not sampled (MAP only)."])
