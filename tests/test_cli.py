@@ -268,6 +268,28 @@ def test_report_shortens_the_local_probabilities_of_many_rows():
     assert lines[at + 1 : at + 12] == lines[at + 1 : -1] and lines[at + 6].strip() == "..."
 
 
+def test_the_local_guide_is_skipped_beyond_a_million_rows(monkeypatch):
+    # 200 passes over the rows: 28 s of a 40 s MAP-only run at 2e6 x 5, for what the exact
+    # membership probabilities (p0..) already are.
+    from bayesmix import workflow
+
+    def no_local(*args, **kwargs):
+        raise AssertionError("fit_local was called")
+
+    monkeypatch.setattr(workflow, "LOCAL_MAX_ROWS", 20)
+    monkeypatch.setattr(workflow, "fit_local", no_local)
+    settings = workflow.Settings(posterior=False, method="em", n_init=2, map_steps=5)
+    w = workflow.run_workflow(np.arange(30.0)[:, None], settings)
+    assert w.local is None and w.summary()["settings"]["local_steps"] == 0
+    assert list(workflow.rows_table(w)) == ["label", "p0", "p1"]
+    figs = workflow.figures(w)
+    assert not {"local_loss.png", "local_gradient_norms.png", "assignment_probabilities.png"} & set(
+        figs
+    )
+    assert figs["map_loss.png"].axes[0].get_title() == "Convergence of MAP (EM)"
+    assert "Local variational posterior: skipped (beyond 20 rows" in workflow.report(w)
+
+
 @pytest.mark.parametrize(
     ("threshold", "extra", "hinted"),
     [(5, [], True), (6, [], False), (5, ["--no-posterior"], False), (5, ["-q"], False)],

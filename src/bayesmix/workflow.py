@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,10 @@ __all__ = ["SUMMARY_ROWS", "Settings", "Workflow", "report", "run_workflow", "wr
 #: Up to this many rows summary.json holds the per-row results; beyond, they go to a table
 #: beside it (`rows_file`), which summary.json names.
 SUMMARY_ROWS = 10_000
+#: Beyond this many rows the local guide is skipped: its 200 passes over the rows took 4-6x
+#: the rest of a MAP-only run (2e6 x 5: 28 s of 40), its four (N, K) arrays the most memory,
+#: and its optimum is the exact membership probabilities, which the classifier has computed.
+LOCAL_MAX_ROWS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,7 @@ class Workflow:
     fit: MAPResult
     labels: np.ndarray
     probs: np.ndarray
-    local: LocalPosterior
+    local: LocalPosterior | None  # None: skipped beyond LOCAL_MAX_ROWS (settings.local_steps 0)
     posterior: Posterior | None  # None: Settings(posterior=False)
     grid: np.ndarray | None = None
     grid_labels: np.ndarray | None = None
@@ -83,21 +87,19 @@ class Workflow:
 
     def summary(self) -> dict:
         """The JSON-ready summary written to summary.json."""
+        rows = {"rows_file": rows_file()}
+        if len(self.x) <= SUMMARY_ROWS:
+            rows = {"classification": self.labels, "membership_probabilities": self.probs}
+            if self.local is not None:
+                rows["local_probabilities"] = self.local.probs
+            rows = {name: v.tolist() for name, v in rows.items()}
         out = {
             "data": {"n": int(self.x.shape[0]), "d": int(self.x.shape[1]), "columns": self.columns},
             "settings": {**self.settings.used(), "priors": self.fit.priors.to_dict()},
             "map": self.fit.to_dict(),
             "best_initial_loss": self.fit.initial_loss,
             "best_init": self.fit.best_init,
-            **(
-                {
-                    "classification": self.labels.tolist(),
-                    "membership_probabilities": self.probs.tolist(),
-                    "local_probabilities": self.local.probs.tolist(),
-                }
-                if len(self.x) <= SUMMARY_ROWS
-                else {"rows_file": rows_file()}
-            ),
+            **rows,
             "posterior": None if self.posterior is None else self.posterior.to_dict(),
             "timings_s": self.timings,
         }
@@ -113,13 +115,10 @@ def rows_file() -> str:
 
 def rows_table(w: Workflow) -> dict[str, np.ndarray]:
     """Per-row results: label (the MAP component), p0.. (membership probabilities) and q0..
-    (local variational probabilities), each (N,)."""
+    (local variational probabilities, when the local guide ran), each (N,)."""
     k = w.probs.shape[1]
-    return {
-        "label": w.labels,
-        **{f"p{j}": w.probs[:, j] for j in range(k)},
-        **{f"q{j}": w.local.probs[:, j] for j in range(k)},
-    }
+    local = {} if w.local is None else {f"q{j}": w.local.probs[:, j] for j in range(k)}
+    return {"label": w.labels, **{f"p{j}": w.probs[:, j] for j in range(k)}, **local}
 
 
 def _boundaries(grid: np.ndarray, labels: np.ndarray) -> list[list[float]]:
@@ -228,11 +227,16 @@ def run_workflow(
     map_labels, drawn, probs = stage(
         "classify", "Classifying the data (temperature 0 and 1)", classify
     )
-    local = stage(
-        "local_guide",
-        f"Local variational posterior: {s.local_steps} steps",
-        lambda: fit_local(fit, x, steps=s.local_steps),
-    )
+    local = None
+    if len(x) <= LOCAL_MAX_ROWS:
+        local = stage(
+            "local_guide",
+            f"Local variational posterior: {s.local_steps} steps",
+            lambda: fit_local(fit, x, steps=s.local_steps),
+        )
+    else:
+        progress(f"Local variational posterior: skipped ({_local_skipped()})")
+        s = replace(s, local_steps=0)
     posterior = None
     if nuts is not None:
         progress(nuts_message + " (alongside the stages above) ...")
@@ -264,16 +268,19 @@ def figures(w: Workflow) -> dict:
     """name -> Figure for every figure of the tutorial that applies to the data."""
     from . import plot  # matplotlib is imported only when figures are wanted
 
+    method = resolve_method(w.settings.method, len(w.x))
+    name = {"em": "EM", "adam": "SVI", "lbfgs": "L-BFGS"}[method]
     figs = {
-        "map_loss.png": plot.loss(w.fit.losses, "Convergence of MAP (SVI)"),
-        "map_gradient_norms.png": plot.gradient_norms(
-            w.fit.grad_norms, "Gradient norms during MAP"
-        ),
-        "local_loss.png": plot.loss(w.local.losses, "Convergence of the local guide"),
-        "local_gradient_norms.png": plot.gradient_norms(
-            w.local.grad_norms, "Gradient norms of the local guide"
+        "map_loss.png": plot.loss(w.fit.losses, f"Convergence of MAP ({name})"),
+        "map_gradient_norms.png": plot.gradient_norms(  # EM's trace: each step's changes
+            w.fit.grad_norms, "Changes during EM" if method == "em" else "Gradient norms during MAP"
         ),
     }
+    if w.local is not None:
+        figs["local_loss.png"] = plot.loss(w.local.losses, "Convergence of the local guide")
+        figs["local_gradient_norms.png"] = plot.gradient_norms(
+            w.local.grad_norms, "Gradient norms of the local guide"
+        )
     if w.posterior is not None:
         figs["trace.png"] = plot.trace(w.posterior, w.x, w.columns)
     figs["membership_uncertainty.png"] = plot.membership_uncertainty(w.x, w.probs, w.columns)
@@ -285,7 +292,10 @@ def figures(w: Workflow) -> dict:
         figs["sampled_assignment.png"] = plot.sampled_assignment(
             w.zoom, w.zoom_labels, w.zoom_probs
         )
-        figs["assignment_probabilities.png"] = plot.assignment_probabilities(w.local, w.x, w.fit)
+        if w.local is not None:
+            figs["assignment_probabilities.png"] = plot.assignment_probabilities(
+                w.local, w.x, w.fit
+            )
         if w.fit.k >= 2 and w.posterior is not None:
             figs["posterior_locs.png"] = plot.posterior_locs(w.posterior)
     return figs
@@ -312,6 +322,14 @@ def write_outputs(w: Workflow, out: Path, with_figures: bool = True) -> list[Pat
 #: Rows of the (N, K) local probabilities printed; beyond, the first and last EDGE_ROWS.
 PRINT_ROWS = 20
 EDGE_ROWS = 5
+
+
+def _local_skipped() -> str:
+    """Why the local guide did not run (beyond LOCAL_MAX_ROWS rows)."""
+    return (
+        f"beyond {LOCAL_MAX_ROWS:,} rows; its optimum is the exact membership probabilities, "
+        "which the classifier computed; bayesmix.fit_local runs it at any size"
+    )
 
 
 def _fmt(values, max_rows: int | None = None) -> str:
@@ -349,10 +367,15 @@ def report(w: Workflow) -> str:
     lines = [
         report_map(f, n, w.columns),
         f"Classification (MAP component of each row): {_fmt(w.labels)}",
-        "Local variational probabilities q(z_n = k)"
-        + (f" (the first and last {EDGE_ROWS} of {n} rows):" if n > PRINT_ROWS else ":"),
-        *(f"  {row}" for row in _fmt(w.local.probs, PRINT_ROWS).splitlines()),
     ]
+    if w.local is None:
+        lines.append(f"Local variational posterior: skipped ({_local_skipped()}).")
+    else:
+        lines += [
+            "Local variational probabilities q(z_n = k)"
+            + (f" (the first and last {EDGE_ROWS} of {n} rows):" if n > PRINT_ROWS else ":"),
+            *(f"  {row}" for row in _fmt(w.local.probs, PRINT_ROWS).splitlines()),
+        ]
     if post is None:
         return "\n".join([*lines, "Posterior: not sampled (MAP only)."])
     lines += [
