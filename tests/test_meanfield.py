@@ -105,3 +105,29 @@ def test_the_fit_does_not_depend_on_the_data_units():
     q = [fit_meanfield(bm.fit_em(x * s, 2, priors="auto"), x * s, steps=500) for s in (1, 1e-3)]
     np.testing.assert_allclose(q[1].params.locs * 1e3, q[0].params.locs, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(q[1].params.weights, q[0].params.weights, rtol=1e-4)
+
+
+def test_samplers_start_from_an_em_fit_with_emptied_components():
+    # EM's sparse Dirichlet step leaves weights of exactly 0, whose log-ratio coordinates are
+    # -inf: the mean-field fit said "diverged" and sample_nuts(init_params=fit.params) that the
+    # start was "outside its support; start from a MAP fit's params".
+    from bayesmix.infer.nuts import check_init_params
+    from bayesmix.model import off_the_boundary
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(-5, 1, (300, 1)), rng.normal(5, 1, (300, 1))])
+    locs = np.array([[-4.0], [4.0], [-30.0], [30.0]])
+    start = bm.Params(np.array([0.45, 0.45, 0.05, 0.05]), locs, np.ones(4))
+    fit = bm.fit_em(x, 4, covariance="spherical", init_params=start)
+    assert np.all(fit.params.weights[2:] == 0)
+    # Zeros go to an empty component's posterior mean weight, a / (n + K a); nothing else moves.
+    moved = off_the_boundary(fit.params, 600, 0.5).weights
+    empty = 0.5 / (600 + 4 * 0.5)
+    np.testing.assert_allclose(moved, np.r_[fit.params.weights[:2], empty, empty] / (1 + 2 * empty))
+    assert off_the_boundary(start, 600, 0.5) is start
+    u = check_init_params(fit.params, fit.model, x, fit.priors, chains=2)  # sample_nuts' start
+    assert all(np.all(np.isfinite(v)) for v in u if v is not None)
+    q = fit_meanfield(fit, x, steps=100, draws=200)
+    assert np.all(q.params.weights > 0) and np.all(np.isfinite(q.params.locs))
+    # q stays near the MAP's two clusters: the empty components' weights stay small.
+    assert np.median(np.sort(q.params.weights[0], -1)[:, :2].sum(-1)) < 0.05

@@ -28,6 +28,7 @@ from jax.flatten_util import ravel_pytree
 from .._jit import sized_jit
 from ..data import model_data
 from ..errors import FitError, SpecError
+from ..model import off_the_boundary
 from ..result import MAPResult, Posterior, posterior_diagnostics
 from .estep import pad_rows
 from .nuts import log_density_u
@@ -148,7 +149,8 @@ def fit_meanfield(
     whole("draws", draws)
     check_seed(seed)
     model = fit.model
-    u_map = model.to_unconstrained(jax.tree.map(jnp.asarray, fit.params))
+    start = off_the_boundary(fit.params, len(x), fit.priors.weights_concentration)
+    u_map = model.to_unconstrained(jax.tree.map(jnp.asarray, start))
     padded, n_valid = pad_rows(x)  # small data: one program per bucket of row counts
     out = _meanfield_program(
         u_map,

@@ -23,7 +23,7 @@ import numpy as np
 from .._jit import serializable, sized_jit
 from .._threads import cores, show_progress, thread_map
 from ..errors import FitError, SpecError, warn
-from ..model import Init, Mixture, Params, Priors
+from ..model import Init, Mixture, Params, Priors, off_the_boundary
 from ..result import Posterior, posterior_diagnostics
 from . import fisher
 from .em import FitInterrupted
@@ -244,15 +244,20 @@ def _start_like(u: Params | None, model: Mixture, d: int) -> tuple:
     return u, jax.ShapeDtypeStruct((), real), u, jax.ShapeDtypeStruct((size,), real)
 
 
-def check_init_params(init_params: object, model: Mixture, d: int, chains: int) -> Params:
+def check_init_params(
+    init_params: object, model: Mixture, x: np.ndarray, priors: Priors, chains: int
+) -> Params:
     """Starting positions for `chains` chains as unconstrained Params with a leading chain
     axis, or SpecError. `init_params`: Params of `model` for one start (every chain starts
-    there) or with a leading axis of length `chains` (one start per chain)."""
+    there) or with a leading axis of length `chains` (one start per chain); weights of 0 (an
+    EM fit's emptied components) start off the boundary (`off_the_boundary`). x: (N, D)."""
     if not isinstance(init_params, Params):
         raise SpecError(
             f"init_params must be a bayesmix Params (e.g. fit.params of a MAP fit), got "
             f"{type(init_params).__name__}"
         )
+    n, d = x.shape
+    init_params = off_the_boundary(init_params, n, priors.weights_concentration)
     like = model.params_from_init(
         Init(np.ones(model.k) / model.k, np.zeros((model.k, d)), np.ones(d))
     )
@@ -341,7 +346,7 @@ def sample_nuts(
             f"{nbytes / 2**30:.1f} GiB to keep; use fewer chains or draws"
         )
     u_init = (
-        None if init_params is None else check_init_params(init_params, model, x.shape[1], chains)
+        None if init_params is None else check_init_params(init_params, model, x, priors, chains)
     )
     seed = check_seed(seed)
     chain_ids = [np.array([seed, c], np.int64) for c in range(chains)]  # (seed, chain)

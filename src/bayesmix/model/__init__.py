@@ -1,7 +1,7 @@
 """The mixture model: its spec, globals, priors and component densities."""
 
 from .components import component_log_prob, covariance_cholesky
-from .params import Params
+from .params import Params, off_the_boundary
 from .priors import Priors, check_priors, log_prior
 from .spec import COVARIANCES, FAMILIES, Init, Mixture, check_k
 
@@ -17,4 +17,5 @@ __all__ = [
     "component_log_prob",
     "covariance_cholesky",
     "log_prior",
+    "off_the_boundary",
 ]

@@ -22,10 +22,11 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax.numpy as jnp
+import numpy as np
 
 from .._jit import serializable
 
-__all__ = ["Params"]
+__all__ = ["Params", "off_the_boundary"]
 
 
 @serializable
@@ -37,3 +38,16 @@ class Params(NamedTuple):
     scale: jnp.ndarray
     corr_chol: jnp.ndarray | None = None
     df: jnp.ndarray | None = None
+
+
+def off_the_boundary(params: Params, n: int, concentration: float) -> Params:
+    """params whose weights (..., K) of exactly 0, the components EM's sparse Dirichlet step
+    emptied, are raised to an empty component's posterior mean weight a / (n + K a) (n rows,
+    the Dirichlet(a) prior) and renormalized: a start inside the simplex, where the samplers'
+    coordinates (log-ratios of the weights) are finite. Other weights are left as they are."""
+    w = np.asarray(params.weights, dtype=np.float64)
+    if not np.any(w == 0):
+        return params
+    k = w.shape[-1]
+    w = np.where(w == 0, concentration / (n + k * concentration), w)
+    return params._replace(weights=w / w.sum(axis=-1, keepdims=True))
