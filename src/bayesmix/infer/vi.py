@@ -55,7 +55,7 @@ def local_elbo_loss(
 def _local_program(params, x, priors, lr, b1, b2, final_lr, n_valid=None, *, steps):
     """q(z) of the first n_valid rows of x (all for None; the rest pad x, their rows of q
     untouched: Adam's steps are per logit). The log weighted densities (N, K) and the log
-    prior are computed once, outside the steps (recomputed in each: 1.45x slower at 2e6 rows)."""
+    prior are computed once, outside the steps (recomputed in each: 1.28x slower at 2e6 rows)."""
     import optax  # lazy: only tracing needs it (bayesmix._jit)
 
     alive = params.weights > 0
@@ -67,12 +67,9 @@ def _local_program(params, x, priors, lr, b1, b2, final_lr, n_valid=None, *, ste
     def step(carry, _):
         logits, state = carry
         elbo, g = _elbo(logits, lw, alive, rows)
-        g = -g  # of the loss, -(lp + elbo)
-        updates, state = opt.update(g, state, logits)
-        return (optax.apply_updates(logits, updates), state), (
-            -(lp + elbo),
-            jnp.sqrt(jnp.sum(g**2)),
-        )
+        updates, state = opt.update(-g, state, logits)  # the loss is -(lp + elbo)
+        norm = jnp.sqrt(jnp.sum(g**2))
+        return (optax.apply_updates(logits, updates), state), (-(lp + elbo), norm)
 
     (logits, _), (losses, norms) = jax.lax.scan(step, (logits, opt.init(logits)), None, steps)
     return jax.nn.softmax(jnp.where(alive, logits, -jnp.inf), axis=-1), losses, norms
