@@ -27,6 +27,21 @@ def seed_fit():
     return bm.fit_map(bm.SEED_DATA, 2)
 
 
+@pytest.fixture(scope="session")
+def emptied_fit():
+    """(x (600, 1), an EM fit of 4 components to its 2 clusters): the two started in the far
+    tails get expected counts below 1 - a and weights of exactly 0 (the sparse Dirichlet step)."""
+    import bayesmix as bm
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(-5, 1, (300, 1)), rng.normal(5, 1, (300, 1))])
+    locs = np.array([[-4.0], [4.0], [-30.0], [30.0]])
+    start = bm.Params(np.array([0.45, 0.45, 0.05, 0.05]), locs, np.ones(4))
+    fit = bm.fit_em(x, 4, covariance="spherical", init_params=start)
+    assert np.all(fit.params.weights[2:] == 0)
+    return x, fit
+
+
 def three_blobs(seed: int) -> np.ndarray:
     """2,500 rows of three 2-D Gaussian clusters of unequal size and spread, shuffled: the data
     of the chunked, out-of-core and Dask fits."""

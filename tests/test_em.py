@@ -154,17 +154,10 @@ def test_full_covariance_m_step_at_ten_dimensions_and_eight_components_finishes(
     assert np.all(np.isfinite(np.asarray(new.scale)))
 
 
-def test_sparse_dirichlet_empties_unneeded_components():
+def test_sparse_dirichlet_empties_unneeded_components(emptied_fit):
     # Two clusters, four components: the two started in the far tails get expected counts
     # below 1 - alpha and are emptied (weight exactly 0) by the Dirichlet MAP step.
-    rng = np.random.default_rng(0)
-    x = np.concatenate([rng.normal(-5, 1, (300, 1)), rng.normal(5, 1, (300, 1))])
-    start = Params(
-        np.array([0.45, 0.45, 0.05, 0.05]), np.array([[-4.0], [4.0], [-30.0], [30.0]]),
-        np.ones(4),
-    )  # fmt: skip
-    fit = fit_em(x, 4, priors=Priors(weights_concentration=0.5), covariance="spherical",
-                 init_params=start)  # fmt: skip
+    x, fit = emptied_fit
     np.testing.assert_array_equal(fit.params.weights[2:], 0.0)
     np.testing.assert_allclose(fit.params.locs[:2, 0], [-5, 5], atol=0.2)
     assert np.isfinite(fit.neg_log_joint) and np.isnan(fit.final_grad_norm)

@@ -107,24 +107,20 @@ def test_the_fit_does_not_depend_on_the_data_units():
     np.testing.assert_allclose(q[1].params.weights, q[0].params.weights, rtol=1e-4)
 
 
-def test_samplers_start_from_an_em_fit_with_emptied_components():
+def test_samplers_start_from_an_em_fit_with_emptied_components(emptied_fit):
     # EM's sparse Dirichlet step leaves weights of exactly 0, whose log-ratio coordinates are
     # -inf: the mean-field fit said "diverged" and sample_nuts(init_params=fit.params) that the
     # start was "outside its support; start from a MAP fit's params".
     from bayesmix.infer.nuts import check_init_params
     from bayesmix.model import off_the_boundary
 
-    rng = np.random.default_rng(0)
-    x = np.concatenate([rng.normal(-5, 1, (300, 1)), rng.normal(5, 1, (300, 1))])
-    locs = np.array([[-4.0], [4.0], [-30.0], [30.0]])
-    start = bm.Params(np.array([0.45, 0.45, 0.05, 0.05]), locs, np.ones(4))
-    fit = bm.fit_em(x, 4, covariance="spherical", init_params=start)
-    assert np.all(fit.params.weights[2:] == 0)
+    x, fit = emptied_fit
     # Zeros go to an empty component's posterior mean weight, a / (n + K a); nothing else moves.
     moved = off_the_boundary(fit.params, 600, 0.5).weights
     empty = 0.5 / (600 + 4 * 0.5)
     np.testing.assert_allclose(moved, np.r_[fit.params.weights[:2], empty, empty] / (1 + 2 * empty))
-    assert off_the_boundary(start, 600, 0.5) is start
+    inside = fit.params._replace(weights=np.array([0.2, 0.3, 0.4, 0.1]))
+    assert off_the_boundary(inside, 600, 0.5) is inside
     u = check_init_params(fit.params, fit.model, x, fit.priors, chains=2)  # sample_nuts' start
     assert all(np.all(np.isfinite(v)) for v in u if v is not None)
     q = fit_meanfield(fit, x, steps=100, draws=200)
