@@ -418,3 +418,19 @@ def test_demo_draws_enough_for_the_seed_posteriors_heavy_tailed_scale(monkeypatc
         result = CliRunner().invoke(main, args + ["--out", str(tmp_path / "out"), "-q"])
         assert result.exit_code == 0, result.output
         assert seen["draws"] == draws, args
+
+
+def test_a_trace_that_is_zero_throughout_is_named_not_drawn_on_the_log_scale():
+    # One component's EM: the weights never change; matplotlib warned "Data has no positive
+    # values, and therefore cannot be log-scaled" on every `bayesmix fit --k 1`.
+    import warnings
+
+    from bayesmix import plot
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = plot.gradient_norms({"weights": np.zeros(5), "locs": np.r_[0.0, 1e-3, 1e-5, 0, 0]})
+        fig.canvas.draw()
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["weights (0 throughout)", "locs"]
+    assert np.isnan(ax.lines[1].get_ydata()[[0, 3, 4]]).all()

@@ -279,7 +279,7 @@ def _run_chunked(data: Path, names, budget: int, *, k, out, save, no_figures, no
     from .model import Priors
     from .sources import open_source
     from .stream import budget_rows
-    from .workflow import Settings, report_map
+    from .workflow import Settings, norms_titles, report_map
 
     if method not in ("em", "auto"):
         raise click.UsageError(
@@ -323,7 +323,7 @@ def _run_chunked(data: Path, names, budget: int, *, k, out, save, no_figures, no
             payloads = {
                 "map_loss.png": plot.png(plot.loss(fit.losses, "Convergence of MAP (EM)")),
                 "map_gradient_norms.png": plot.png(
-                    plot.gradient_norms(fit.grad_norms, "Changes during EM")
+                    plot.gradient_norms(fit.grad_norms, *norms_titles("em"))
                 ),
             }
         say(

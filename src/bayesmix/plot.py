@@ -77,12 +77,20 @@ def loss(losses: np.ndarray, title: str = "Convergence of SVI") -> Figure:
     return fig
 
 
-def gradient_norms(norms: Mapping[str, np.ndarray], title: str = "Gradient norms") -> Figure:
-    """One line per parameter (log scale). norms: {name: (steps,)}."""
+def gradient_norms(
+    norms: Mapping[str, np.ndarray], title: str = "Gradient norms", ylabel: str = "gradient norm"
+) -> Figure:
+    """One line per parameter (log scale: its zeros are left out, and a parameter that is 0
+    throughout, e.g. the weight of one component, is named in the legend only). norms:
+    {name: (steps,)}."""
     fig, ax = _figure(10, 4)
     for name, values in norms.items():
-        ax.plot(values, label=name)
-    ax.set(xlabel="iters", ylabel="gradient norm", yscale="log", title=title)
+        v = np.asarray(values, dtype=float)
+        if np.any(v > 0):
+            ax.plot(np.where(v > 0, v, np.nan), label=name)
+        else:
+            ax.plot([], [], label=f"{name} (0 throughout)")
+    ax.set(xlabel="iters", ylabel=ylabel, yscale="log", title=title)
     ax.legend(loc="best")
     return fig
 

@@ -264,6 +264,13 @@ def run_workflow(
     )
 
 
+def norms_titles(method: str) -> tuple[str, str]:
+    """(title, y label) of the MAP fit's per-parameter trace: EM's is each iteration's change."""
+    if method == "em":
+        return "Changes during EM", "norm of the iteration's change"
+    return "Gradient norms during MAP", "gradient norm"
+
+
 def figures(w: Workflow) -> dict:
     """name -> Figure for every figure of the tutorial that applies to the data."""
     from . import plot  # matplotlib is imported only when figures are wanted
@@ -272,9 +279,7 @@ def figures(w: Workflow) -> dict:
     name = {"em": "EM", "adam": "SVI", "lbfgs": "L-BFGS"}[method]
     figs = {
         "map_loss.png": plot.loss(w.fit.losses, f"Convergence of MAP ({name})"),
-        "map_gradient_norms.png": plot.gradient_norms(  # EM's trace: each step's changes
-            w.fit.grad_norms, "Changes during EM" if method == "em" else "Gradient norms during MAP"
-        ),
+        "map_gradient_norms.png": plot.gradient_norms(w.fit.grad_norms, *norms_titles(method)),
     }
     if w.local is not None:
         figs["local_loss.png"] = plot.loss(w.local.losses, "Convergence of the local guide")
