@@ -221,7 +221,7 @@ def _part_predictions(
     """A partition's `predictions` (pandas DataFrame with the partition's index)."""
     import pandas as pd
 
-    from .predict import _run
+    from .predict import classify
 
     i = partition_info["number"] if partition_info else 0
     first = 0 if offsets is None else int(offsets[i])
@@ -231,7 +231,7 @@ def _part_predictions(
     values = _values(part, where, first, labels)
     if len(values):
         with jax.enable_x64(x64):
-            comp, probs, logd = _run(fit, values, temperature, seed, first)
+            comp, probs, logd = classify(fit, values, temperature, seed, first)
     else:  # an empty partition (e.g. after a filter)
         dtype = np.float64 if x64 else np.float32
         comp, probs, logd = np.zeros(0, np.int32), np.zeros((0, fit.k), dtype), np.zeros(0, dtype)

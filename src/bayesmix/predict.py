@@ -22,7 +22,7 @@ from .errors import SpecError
 from .infer.problem import check_seed
 from .result import MAPResult, as_fit
 
-__all__ = ["batch_rows", "log_density", "predict", "predict_proba"]
+__all__ = ["batch_rows", "classify", "log_density", "predict", "predict_proba"]
 
 #: Batches of up to this many rows are padded to a power of two; larger ones to a multiple of
 #: an eighth of their power of two (a power of two padded 1e7 rows to 1.68e7: 68% more work
@@ -70,9 +70,13 @@ def batch_rows(n: int) -> int:
     return -(-n // step) * step
 
 
-def _run(fit: MAPResult, data: object, temperature: object, seed: object, first_row: int = 0):
-    """(labels, probabilities, log densities) of the rows of `data`; `first_row`: the number of
-    its first row in a larger table (the temperature-1 draws depend on it)."""
+def classify(
+    fit: MAPResult, data: object, temperature: object = 0.0, seed: object = 0, first_row: int = 0
+):
+    """(labels (N,), membership probabilities (N, K), log densities (N,)) of the rows of `data`,
+    in one pass: what `predict`, `predict_proba` and `log_density` each return one of;
+    `first_row`: the number of its first row in a larger table (the temperature-1 draws depend
+    on it)."""
     fit = as_fit(fit)
     temperature, seed = check_draw(temperature, seed)
     x = model_data(data, fit.columns, fit.params.locs.shape[-1])
@@ -93,14 +97,14 @@ def predict(fit: MAPResult, data: object, *, temperature: float = 0.0, seed: int
     seed, n and the row alone, not on the other rows); other temperatures > 0 sharpen (< 1) or
     flatten (> 1) that distribution.
     """
-    return _run(fit, data, temperature, seed)[0]
+    return classify(fit, data, temperature, seed)[0]
 
 
 def predict_proba(fit: MAPResult, data: object) -> np.ndarray:
     """Membership probabilities p(z_n = k | x_n, globals) (N, K); rows sum to one."""
-    return _run(fit, data, 0.0, 0)[1]
+    return classify(fit, data)[1]
 
 
 def log_density(fit: MAPResult, data: object) -> np.ndarray:
     """log p(x_n | globals) = log sum_k w_k p(x_n | k) of each row (N,)."""
-    return _run(fit, data, 0.0, 0)[2]
+    return classify(fit, data)[2]

@@ -24,7 +24,7 @@ from .infer.problem import problem
 from .infer.vi import fit_local
 from .io import atomic_write
 from .model import Priors
-from .predict import predict, predict_proba
+from .predict import classify, predict
 from .result import LocalPosterior, MAPResult, Posterior
 from .serve.tables import table_bytes
 
@@ -217,15 +217,12 @@ def run_workflow(
         zoom = mid + np.arange(-0.25, 0.25, 0.005) * (hi - lo) / 12
         batch = np.concatenate([x, grid[:, None], zoom[:, None]])
 
-    def classify():
-        return (
-            predict(fit, batch),
-            predict(fit, batch, temperature=1, seed=s.seed),
-            predict_proba(fit, batch),
-        )
+    def labels_and_probabilities():
+        labels, probs, _ = classify(fit, batch)  # one pass for both (each was one)
+        return labels, predict(fit, batch, temperature=1, seed=s.seed), probs
 
     map_labels, drawn, probs = stage(
-        "classify", "Classifying the data (temperature 0 and 1)", classify
+        "classify", "Classifying the data (temperature 0 and 1)", labels_and_probabilities
     )
     local = None
     if len(x) <= LOCAL_MAX_ROWS:

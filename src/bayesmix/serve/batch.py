@@ -42,7 +42,7 @@ def classify(
     """
     # predict's one compiled program returns (labels, probabilities, ...) for any temperature;
     # one call gives both (the tests check that they equal the public functions' bit for bit).
-    labels, probs = _predict._run(fit, x, temperature, seed, first_row)[:2]
+    labels, probs = _predict.classify(fit, x, temperature, seed, first_row)[:2]
     return labels, probs if proba else None
 
 
