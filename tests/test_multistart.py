@@ -97,6 +97,22 @@ def test_disagreeing_chains_are_reported_with_their_means():
     assert not [w for w in agree["warnings"] if "disagree" in w]
 
 
+def test_a_chain_whose_component_collapses_is_named():
+    # Found on wine (178 x 13), full covariances: one chain's scale[2,10] had median 0.0014
+    # against 0.12-0.33 in the others, and the warning advised only longer chains.
+    rng = np.random.default_rng(2)
+    scale = np.exp(rng.normal(0, 0.1, (4, 500)))
+    scale[1] *= 0.01
+    d = posterior_diagnostics(_posterior(scale), bm.SEED_DATA)
+    (warning,) = [w for w in d["warnings"] if "collapsing" in w]
+    assert warning.startswith(f"In chain 1, scale is {np.median(scale[1]):.3g} against ")
+    assert "scale_scale=0.5" in warning
+    scale[1] *= 30  # a third of the others: chains in other modes, not a collapse
+    d = posterior_diagnostics(_posterior(scale), bm.SEED_DATA)
+    assert [w for w in d["warnings"] if "disagree" in w]
+    assert not [w for w in d["warnings"] if "collapsing" in w]
+
+
 def test_ebfmi_matches_arviz_and_flags_sticky_energy():
     rng = np.random.default_rng(2)
     iid = rng.standard_normal((4, 2000))

@@ -158,6 +158,9 @@ def _quantities(p: Params) -> dict[str, np.ndarray]:
 #: (Betancourt 2016).
 EBFMI_THRESHOLD = 0.3
 RHAT_THRESHOLD = 1.01
+#: A chain whose median of a scale is below this fraction of the other chains' (the median of
+#: their medians) is taken for a component collapsing onto a few rows.
+COLLAPSE_RATIO = 0.1
 
 
 def ebfmi(energy: np.ndarray) -> np.ndarray:
@@ -215,6 +218,23 @@ def relabeled_params(
     return permute(post.params, perms, post.model), record
 
 
+def _collapsed_scale(draws_of: dict, table: dict) -> tuple[str, int, float, float] | None:
+    """(quantity, chain, its median there, the other chains' median) for the scale quantity
+    whose chains disagree (R-hat in `posterior_diagnostics`' table) and one chain's median is
+    below COLLAPSE_RATIO of the others' the most; None if none is. draws_of: {name: (chains,
+    draws)}."""
+    found, lowest = None, COLLAPSE_RATIO
+    for name, row in table.items():
+        if not name.startswith("scale") or (row["r_hat"] or 0.0) <= RHAT_THRESHOLD:
+            continue
+        medians = np.median(draws_of[name], axis=1)
+        c = int(np.argmin(medians))
+        others = float(np.median(np.delete(medians, c)))
+        if medians[c] < lowest * others:
+            found, lowest = (name, c, float(medians[c]), others), medians[c] / others
+    return found
+
+
 def posterior_diagnostics(
     post: Posterior, data: object = None, *, relabel: str | None = "auto"
 ) -> dict:
@@ -238,8 +258,8 @@ def posterior_diagnostics(
     if chains * draws == 0:
         raise SpecError("the posterior has no draws; sample with draws >= 1")
     params, relabeling = relabeled_params(post, data, relabel)
-    table = {}
-    for name, v in _quantities(params).items():
+    table, draws_of = {}, _quantities(params)
+    for name, v in draws_of.items():
         row = {"mean": float(v.mean()), "sd": float(v.std()), "median": float(np.median(v))}
         row["q5"], row["q95"] = (float(q) for q in np.quantile(v, [0.05, 0.95]))
         constant = bool(np.ptp(v) == 0)  # e.g. the weight of a 1-component model
@@ -261,6 +281,15 @@ def posterior_diagnostics(
             "converged to one posterior, or sit in different modes, and the pooled summary "
             "is not trustworthy. Run longer chains (more warm-up and draws), start them from "
             "distinct MAP restarts (sample_multistart) or use tempered SMC (sample_smc)."
+        )
+    collapsed = _collapsed_scale(draws_of, table) if chains > 1 else None
+    if collapsed is not None:
+        name, c, own, others = collapsed
+        warnings.append(
+            f"In chain {c}, {name} is {own:.3g} against {others:.3g} in the other chains "
+            "(medians): a component collapsing onto a few rows, a spike of the likelihood that "
+            "the scales' prior allows. Tighten that prior (e.g. Priors.from_data(x, "
+            "scale_scale=0.5)) or fit a simpler covariance or fewer components."
         )
     if chains == 1:
         warnings.append(
