@@ -282,7 +282,7 @@ def posterior_diagnostics(
             "is not trustworthy. Run longer chains (more warm-up and draws), start them from "
             "distinct MAP restarts (sample_multistart) or use tempered SMC (sample_smc)."
         )
-    collapsed = _collapsed_scale(draws_of, table) if chains > 1 else None
+    collapsed = _collapsed_scale(draws_of, table)  # (R-hat: never for one chain)
     if collapsed is not None:
         name, c, own, others = collapsed
         warnings.append(

@@ -233,7 +233,6 @@ def run_workflow(
         )
     else:
         progress(f"Local variational posterior: skipped ({_local_skipped()})")
-        s = replace(s, local_steps=0)
     posterior = None
     if nuts is not None:
         progress(nuts_message + " (alongside the stages above) ...")
@@ -246,7 +245,7 @@ def run_workflow(
     return Workflow(
         x=x,
         columns=columns or [f"x{j}" for j in range(x.shape[1])],
-        settings=s,
+        settings=s if local is not None else replace(s, local_steps=0),
         fit=fit,
         labels=map_labels[:n],
         probs=probs[:n],
