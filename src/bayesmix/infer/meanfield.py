@@ -73,9 +73,7 @@ def _meanfield_program(
         return log_density_u(unravel(f), model, x, priors, n_valid)
 
     value_and_grad = jax.value_and_grad(log_density)
-    grad = value_and_grad(flat)[1]
-    scales = unit_scales(u_map, x, n_valid)
-    units = jnp.sqrt(inverse_curvature(value_and_grad, flat, grad, scales))
+    units = jnp.sqrt(inverse_curvature(value_and_grad, flat, unit_scales(u_map, x, n_valid))[2])
     log_units = jnp.sum(jnp.log(units))
 
     def elbo_terms(mu, log_sigma, eps):

@@ -81,8 +81,7 @@ def _start(x, priors, chain, u_given, n_valid=None, *, model, init):
     value_and_grad = jax.value_and_grad(
         lambda f: log_density_u(unravel(f), model, x, priors, n_valid)
     )
-    value, grad = value_and_grad(flat)
-    inverse = inverse_curvature(value_and_grad, flat, grad, unit_scales(u_given, x, n_valid))
+    value, grad, inverse = inverse_curvature(value_and_grad, flat, unit_scales(u_given, x, n_valid))
     return u_given, value.astype(flat.dtype), unravel(grad), inverse.astype(flat.dtype)
 
 

@@ -31,18 +31,22 @@ def unit_scales(u: Params, x: jnp.ndarray, n_valid=None) -> jnp.ndarray:
     return jax.flatten_util.ravel_pytree(units)[0]
 
 
-def inverse_curvature(value_and_grad, flat, grad, units):
-    """1 / |d^2 log p / du_i^2| (P,) at the flat position `flat` (its gradient `grad`), by
-    forward differences of the gradient (P passes), bounded to 1e-8..1e8 units^2 (flat or wild
-    directions) in the given `units` (P,) (`unit_scales`): units^2 above CURVATURE_MAX_P
-    parameters."""
+def inverse_curvature(value_and_grad, flat, units):
+    """(log p, its gradient (P,), 1 / |d^2 log p / du_i^2| (P,)) at the flat position `flat`,
+    the curvature by forward differences of the gradient (P passes more), bounded to 1e-8..1e8
+    units^2 (flat or wild directions) in the given `units` (P,) (`unit_scales`): units^2
+    above CURVATURE_MAX_P parameters."""
     if flat.size > CURVATURE_MAX_P:
-        return units**2
+        return (*value_and_grad(flat), units**2)
     h = 1e-5 * (units + jnp.abs(flat))
-    # One pass at a time: memory stays that of one gradient whatever the number of parameters.
-    curvature = jax.lax.map(
-        lambda i: (value_and_grad(flat.at[i].add(h[i]))[1][i] - grad[i]) / h[i],
-        jnp.arange(flat.size),
+    # One pass at a time (the work memory of one gradient; the gradients kept are (P + 1, P),
+    # at most 8 MB); the last pass is at the position itself, so the program holds one copy of
+    # the gradient, not two (the seed's cold NUTS run ~0.2 s faster).
+    values, grads = jax.lax.map(
+        lambda i: value_and_grad(jnp.where(jnp.arange(flat.size) == i, flat + h, flat)),
+        jnp.arange(flat.size + 1),
     )
+    grad = grads[-1]
+    curvature = (jnp.diagonal(grads[:-1]) - grad) / h
     inverse = 1 / jnp.clip(jnp.abs(curvature) * units**2, 1e-8, 1e8)
-    return jnp.where(jnp.isfinite(inverse), inverse, 1.0) * units**2
+    return values[-1], grad, jnp.where(jnp.isfinite(inverse), inverse, 1.0) * units**2
