@@ -18,12 +18,16 @@ default) has nothing to compile and runs once.
 ESS: the minimum over label-invariant quantities (every parameter with components sorted by
 their first loc coordinate) of ArviZ's bulk ESS, computed the same way for every sampler from
 its draws. Reported: ESS per second of sampling (second run) and ESS per second including
-compilation (first run).
+compilation (first run). One run's min ESS varies a lot from seed to seed (the seed problem at
+4 x (1000 + 1000): 70 to 424 among bayesmix's seeds, the mean ~280): with `--ess-seeds R` the
+JAX samplers also run seeds 1..R-1 (compiled already) and the ESS is the mean over the R
+seeds, the run time the mean of the compiled runs; Pyro runs `--pyro-seeds` seeds (default 1),
+its time the mean of its runs.
 
 Usage (from the repository root):
     .venv/bin/python benchmarks/posterior.py [--problems seed,large] [--samplers ...]
         [--chains 4] [--warmup 500] [--draws 500] [--pyro-chains 1] [--pyro-warmup 200]
-        [--pyro-draws 200] [--out benchmarks/_runs/posterior.json]
+        [--pyro-draws 200] [--ess-seeds 1] [--pyro-seeds 1] [--out benchmarks/_runs/posterior.json]
 Pyro runs 1 chain by default (its several chains use one process each) and fewer draws: the
 rate, not the number of draws, is compared.
 """
@@ -74,7 +78,7 @@ def min_ess(weights: np.ndarray, locs: np.ndarray, scale: np.ndarray) -> dict:
 
 
 # ---------------------------------------------------------------------------- one sampler
-def run_bayesmix(x, k, chains, warmup, draws):
+def run_bayesmix(x, k, chains, warmup, draws, seeds):
     import jax
 
     jax.config.update("jax_enable_x64", True)
@@ -86,16 +90,18 @@ def run_bayesmix(x, k, chains, warmup, draws):
     # bayesmix imports BlackJAX and NumPyro lazily, when it traces a program; they are imported
     # here, untimed, as the NumPyro and Pyro runs import theirs: the compile column is
     # compilation (about 1 s of imports on a cold run is not in it).
-    times, post = [], None
-    for seed in (0, 0):  # the same run twice: the second reuses the compiled program
+    times, runs = [], []
+    # Seed 0 twice (the second reuses the compiled program), then the other seeds.
+    for seed in (0, *range(seeds)):
         t0 = time.perf_counter()
         post = bm.sample_nuts(x, k, chains=chains, warmup=warmup, draws=draws, seed=seed)
         times.append(time.perf_counter() - t0)
-    p = post.params
-    return times, (p.weights, p.locs, p.scale), int(post.sampler["diverging"].sum())
+        p = post.params
+        runs.append(((p.weights, p.locs, p.scale), int(post.sampler["diverging"].sum())))
+    return times, runs[1:]
 
 
-def run_numpyro(x, k, chains, warmup, draws):
+def run_numpyro(x, k, chains, warmup, draws, seeds):
     import jax
 
     jax.config.update("jax_enable_x64", True)
@@ -122,26 +128,25 @@ def run_numpyro(x, k, chains, warmup, draws):
         num_chains=1,
         progress_bar=False,
     )
-    times, draws_by_chain, div = [], [], 0
-    for rep in (0, 1):
+    times, runs = [], []
+    for seed in (0, *range(seeds)):  # as bayesmix's: seed 0 twice, then the others
         t0 = time.perf_counter()
-        chains_out = []
+        chains_out, div = [], 0
         for c in range(chains):
-            mcmc.run(jax.random.key(c), jnp.asarray(x))
+            mcmc.run(jax.random.key(seed * chains + c), jnp.asarray(x))
             s = mcmc.get_samples()
             jax.block_until_ready(s)
             chains_out.append(s)
-            if rep == 1:
-                div += int(np.sum(mcmc.get_extra_fields()["diverging"]))
+            div += int(np.sum(mcmc.get_extra_fields(group_by_chain=False)["diverging"]))
         times.append(time.perf_counter() - t0)
-        draws_by_chain = chains_out
-    out = tuple(
-        np.stack([np.asarray(s[n]) for s in draws_by_chain]) for n in ("weights", "locs", "scale")
-    )
-    return times, out, div
+        out = tuple(
+            np.stack([np.asarray(s[n]) for s in chains_out]) for n in ("weights", "locs", "scale")
+        )
+        runs.append((out, div))
+    return times, runs[1:]
 
 
-def run_pyro(x, k, chains, warmup, draws):
+def run_pyro(x, k, chains, warmup, draws, seeds):
     import pyro
     import pyro.distributions as dist
     import torch
@@ -158,8 +163,8 @@ def run_pyro(x, k, chains, warmup, draws):
         comp = dist.Normal(locs, scale).to_event(1)
         pyro.sample("x", dist.MixtureSameFamily(dist.Categorical(w), comp), obs=x)
 
-    times, samples = [], None
-    for seed in (0,):  # no compilation to amortize: one run
+    times, runs = [], []
+    for seed in range(seeds):  # no compilation to amortize: one run per seed
         pyro.set_rng_seed(seed)
         mcmc = MCMC(
             NUTS(model, target_accept_prob=0.95),
@@ -172,35 +177,30 @@ def run_pyro(x, k, chains, warmup, draws):
         mcmc.run(xt)
         times.append(time.perf_counter() - t0)
         samples = mcmc.get_samples(group_by_chain=True)
-    div = sum(len(v) for v in mcmc.diagnostics()["divergences"].values())
-    out = tuple(samples[n].detach().numpy() for n in ("weights", "locs", "scale"))
-    return times, out, div
+        div = sum(len(v) for v in mcmc.diagnostics()["divergences"].values())
+        runs.append((tuple(samples[n].detach().numpy() for n in ("weights", "locs", "scale")), div))
+    return times, runs
 
 
 def child(args) -> None:
     """Run one sampler on one problem and print a JSON line."""
     x, k = make_data(args.problem)
     fn = {"bayesmix": run_bayesmix, "numpyro": run_numpyro, "pyro": run_pyro}[args.sampler]
-    times, (w, locs, scale), div = fn(x, k, args.chains, args.warmup, args.draws)
+    times, runs = fn(x, k, args.chains, args.warmup, args.draws, args.ess_seeds)
     if args.sampler == "pyro":  # ArviZ lives in the main venv: hand the draws back
-        print(
-            json.dumps(
-                {
-                    "times": times,
-                    "divergences": div,
-                    "draws": [a.tolist() for a in (w, locs, scale)],
-                }
-            )
-        )
+        runs = [{"divergences": div, "draws": [a.tolist() for a in d]} for d, div in runs]
+        print(json.dumps({"times": times, "runs": runs}))
         return
-    print(json.dumps({"times": times, "divergences": div, **min_ess(w, locs, scale)}))
+    per_seed = [{**min_ess(*draws), "divergences": div} for draws, div in runs]
+    print(json.dumps({"times": times, "per_seed": per_seed}))
 
 
 # ---------------------------------------------------------------------------- harness
-def measure(problem, sampler, chains, warmup, draws, pyro_python, timeout) -> dict:
+def measure(problem, sampler, chains, warmup, draws, seeds, pyro_python, timeout) -> dict:
     python = pyro_python if sampler == "pyro" else sys.executable
     cmd = [python, __file__, "--child", "--problem", problem, "--sampler", sampler]
     cmd += ["--chains", str(chains), "--warmup", str(warmup), "--draws", str(draws)]
+    cmd += ["--ess-seeds", str(seeds)]
     env = {**os.environ, "BAYESMIX_CACHE_DIR": tempfile.mkdtemp(prefix="bm-cache-")}
     if sampler == "pyro":
         env["PYTHONPATH"] = ""
@@ -209,11 +209,22 @@ def measure(problem, sampler, chains, warmup, draws, pyro_python, timeout) -> di
     if proc.returncode != 0:
         raise RuntimeError(f"{sampler} on {problem} failed:\n{proc.stderr[-3000:]}")
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    if sampler == "pyro":
-        w, locs, scale = (np.asarray(a) for a in out.pop("draws"))
-        out.update(min_ess(w, locs, scale))
-    first, second = out["times"] if len(out["times"]) == 2 else out["times"] * 2
+    if sampler == "pyro":  # nothing compiled: every run is a first and a second run
+        out["per_seed"] = [
+            {**min_ess(*(np.asarray(a) for a in r["draws"])), "divergences": r["divergences"]}
+            for r in out.pop("runs")
+        ]
+        out["times"] = [float(np.mean(out["times"]))] * 2
+    times, per_seed = out["times"], out["per_seed"]
+    # The compile time is seed 0's first run less its second (the same draws, compiled).
+    first, second = times[0], times[1]
+    run = float(np.mean(times[1:]))
+    ess = float(np.mean([r["min_ess"] for r in per_seed]))
     out.update(
+        min_ess=ess,
+        min_ess_quantity=per_seed[0]["min_ess_quantity"],
+        divergences=float(np.mean([r["divergences"] for r in per_seed])),
+        seeds=len(per_seed),
         problem=problem,
         sampler=sampler,
         chains=chains,
@@ -221,10 +232,10 @@ def measure(problem, sampler, chains, warmup, draws, pyro_python, timeout) -> di
         draws=draws,
         load_before=load,
         first_s=first,
-        run_s=second,
+        run_s=run,
         compile_s=max(first - second, 0.0),
-        ess_per_s=out["min_ess"] / second,
-        ess_per_s_with_compile=out["min_ess"] / first,
+        ess_per_s=ess / run,
+        ess_per_s_with_compile=ess / first,
     )
     return out
 
@@ -242,6 +253,8 @@ def main() -> None:
     ap.add_argument("--pyro-chains", type=int, default=1)
     ap.add_argument("--pyro-warmup", type=int, default=200)
     ap.add_argument("--pyro-draws", type=int, default=200)
+    ap.add_argument("--ess-seeds", type=int, default=1)
+    ap.add_argument("--pyro-seeds", type=int, default=1)
     ap.add_argument("--pyro-python", default=str(ROOT / ".venv-pyro" / "bin" / "python"))
     ap.add_argument("--timeout", type=float, default=3600)
     ap.add_argument("--out", default=None)
@@ -266,13 +279,15 @@ def main() -> None:
                 if sampler == "pyro"
                 else (args.chains, args.warmup, args.draws)
             )
-            row = measure(problem, sampler, *settings, args.pyro_python, args.timeout)
+            seeds = args.pyro_seeds if sampler == "pyro" else args.ess_seeds
+            row = measure(problem, sampler, *settings, seeds, args.pyro_python, args.timeout)
             rows.append(row)
             print(
                 f"{problem:6} {sampler:9} chains {row['chains']} x ({row['warmup']} + "
                 f"{row['draws']}): first {row['first_s']:7.2f} s, run {row['run_s']:7.2f} s, "
                 f"compile {row['compile_s']:6.2f} s, min ESS {row['min_ess']:7.0f} "
-                f"({row['min_ess_quantity']}), ESS/s {row['ess_per_s']:9.1f}, with compile "
+                f"({row['min_ess_quantity']}; mean of {row['seeds']} seeds), ESS/s "
+                f"{row['ess_per_s']:9.1f}, with compile "
                 f"{row['ess_per_s_with_compile']:8.1f}, divergences {row['divergences']}, "
                 f"load {row['load_before']:.1f}",
                 flush=True,
