@@ -434,3 +434,35 @@ def test_a_trace_that_is_zero_throughout_is_named_not_drawn_on_the_log_scale():
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["weights (0 throughout)", "locs"]
     assert np.isnan(ax.lines[1].get_ydata()[[0, 3, 4]]).all()
+
+
+@pytest.mark.parametrize(
+    ("losses", "scale"), [(np.r_[900.0, 700, 650], "log"), (np.r_[-300.0, -500, -520], "symlog")]
+)
+def test_negative_losses_are_drawn_without_a_warning(losses, scale):
+    # Student-t components on iris: the loss (a negative log joint) is -520 at the end, and
+    # matplotlib warned "Data has no positive values, and therefore cannot be log-scaled"
+    # over a blank axis.
+    import warnings
+
+    from bayesmix import plot
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = plot.loss(losses, "Convergence of MAP (EM)")
+        fig.canvas.draw()
+    ax = fig.axes[0]
+    assert ax.get_yscale() == scale
+    low, high = ax.get_ylim()
+    assert low <= losses.min() and losses.max() <= high
+
+
+def test_a_trace_of_one_step_is_drawn():
+    # EM stopped after 1 iteration (a component collapsing onto tied rows: Student-t on iris)
+    # left a blank loss figure: one point and no marker.
+    from bayesmix import plot
+
+    fig = plot.loss(np.r_[-617.4], "Convergence of MAP (EM)")
+    (line,) = fig.axes[0].lines
+    assert line.get_marker() == "o"
+    assert plot.loss(np.linspace(9, 1, 100)).axes[0].lines[0].get_marker() in ("None", "", None)

@@ -46,6 +46,8 @@ __all__ = [
 #: Scatter plots draw at most this many rows (a fixed random subset, named in the title):
 #: drawing every point cost ~0.1 ms a row (pairwise figure of 200,000 x 4: 28 s).
 MAX_SCATTER_POINTS = 5000
+#: Traces of at most this many steps get a marker per step.
+SHORT_TRACE = 20
 
 
 def _shown(n: int) -> tuple[np.ndarray | slice, str]:
@@ -68,11 +70,24 @@ def _figure(width: float, height: float) -> tuple[Figure, object]:
     return fig, fig.add_subplot()
 
 
+def _style(steps: int) -> str:
+    """Lines, with a marker per step for short traces (a fit stopped after 1 step drew none)."""
+    return "-o" if steps <= SHORT_TRACE else "-"
+
+
 def loss(losses: np.ndarray, title: str = "Convergence of SVI") -> Figure:
-    """Loss per step (log scale). losses: (steps,)."""
+    """Loss per step, on a log scale as the tutorial's when every loss is positive, else on a
+    symmetric log scale (a negative log joint is negative wherever the densities exceed 1,
+    e.g. Student-t components on iris). losses: (steps,)."""
+    losses = np.asarray(losses, dtype=float)
     fig, ax = _figure(10, 3)
-    ax.plot(losses, label="loss")
-    ax.set(xlabel="iters", ylabel="loss", yscale="log", title=title)
+    ax.plot(losses, _style(len(losses)), label="loss")
+    ax.set(xlabel="iters", ylabel="loss", title=title)
+    if np.all(losses > 0):
+        ax.set_yscale("log")
+    else:  # linear within 1 of 0 (or of the losses' smallest size), log beyond
+        finite = np.abs(losses[np.isfinite(losses)])
+        ax.set_yscale("symlog", linthresh=max(1.0, float(finite.min(initial=1.0))))
     ax.legend(loc="best")
     return fig
 
@@ -87,7 +102,7 @@ def gradient_norms(
     for name, values in norms.items():
         v = np.asarray(values, dtype=float)
         if np.any(v > 0):
-            ax.plot(np.where(v > 0, v, np.nan), label=name)
+            ax.plot(np.where(v > 0, v, np.nan), _style(len(v)), label=name)
         else:
             ax.plot([], [], label=f"{name} (0 throughout)")
     ax.set(xlabel="iters", ylabel=ylabel, yscale="log", title=title)
