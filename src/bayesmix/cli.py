@@ -684,7 +684,7 @@ def predict_command(
     from .data import read_table, table_columns
     from .errors import SpecError
     from .io import load
-    from .serve.batch import classify
+    from .predict import classify
     from .serve.tables import table_bytes, write_table
 
     saved = load(model)
@@ -706,9 +706,9 @@ def predict_command(
     if kept:
         raise SpecError("--keep needs pyarrow: pip install 'bayesmix[scale]'")
     x, _ = read_table(data, names, dim=saved.d, hint=hint)
-    labels, probs = classify(saved.fit, x, temperature=int(temperature), seed=seed, proba=proba)
+    labels, probs, _ = classify(saved.fit, x, int(temperature), seed)
     table = {"label": labels}
-    if probs is not None:
+    if proba:
         table |= {f"p{j}": probs[:, j] for j in range(probs.shape[1])}
     if str(out) == "-":
         click.echo(table_bytes(table), nl=False)
@@ -732,7 +732,7 @@ def _predict_chunks(
     `data` (a file or a source) at a time (the labels and probabilities of the whole-table
     path, bit for bit), after the columns `keep` of the files."""
     from .data import is_parquet, require_pyarrow
-    from .serve.batch import classify
+    from .predict import classify
     from .stream import kept_columns, model_source, write_tables
 
     pa, _ = require_pyarrow()
@@ -745,16 +745,9 @@ def _predict_chunks(
 
     def tables():
         for chunk in source.chunks():
-            labels, probs = classify(
-                fit,
-                chunk.values,
-                temperature=temperature,
-                seed=seed,
-                proba=proba,
-                first_row=chunk.first_row,
-            )
+            labels, probs, _ = classify(fit, chunk.values, temperature, seed, chunk.first_row)
             columns = {"label": labels}
-            if probs is not None:
+            if proba:
                 columns |= {f"p{j}": probs[:, j] for j in range(probs.shape[1])}
             yield prepend(pa.table(columns))
 

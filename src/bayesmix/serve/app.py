@@ -34,7 +34,8 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import BayesmixError, SpecError
 from ..io import SavedModel, load
-from .batch import classify, describe, jsonable, warm_up
+from ..predict import classify
+from .batch import describe, jsonable, warm_up
 from .npy import DTYPES, NpyError, read_rows
 from .npy import MEDIA_TYPE as NPY
 from .page import CONTENT_SECURITY_POLICY, render_page
@@ -199,11 +200,10 @@ def create_app(
         if req.temperature == 1:
             seed = req.seed if req.seed is not None else secrets.randbelow(2**32)
         try:
-            labels, probs = classify(
-                fit, x, temperature=req.temperature, seed=seed or 0, proba=req.proba
-            )
+            labels, probs, _ = classify(fit, x, req.temperature, seed or 0)
         except BayesmixError as exc:  # validated above; kept as a safety net
             return error(422, str(exc))
+        probs = probs if req.proba else None
         out = {"labels": labels, "probabilities": probs, "temperature": req.temperature}
         return Response(_json_dumps(out | {"seed": seed}), media_type="application/json")
 

@@ -1,49 +1,26 @@
-"""Classifying a batch with a saved model, and describing the model as JSON.
+"""Serving a saved model: its compiled classifier warmed up, its description as JSON.
 
-`classify` is what the CLI's `predict`, the HTTP service and the model page all call, so the
-three agree exactly with `bm.predict` / `bm.predict_proba` (it runs their one compiled
-program once for both labels and probabilities).
+The CLI's `predict`, the HTTP service and the model page classify with `predict.classify`,
+the one compiled program behind `bm.predict` / `bm.predict_proba` (labels and probabilities in
+one pass), so the four agree exactly.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import math
 
 import numpy as np
 
 from ..io import SavedModel
+from ..predict import batch_rows, classify
 from ..result import MAPResult
 
-__all__ = ["TEMPERATURES", "classify", "describe", "jsonable", "warm_up"]
+__all__ = ["TEMPERATURES", "describe", "jsonable", "warm_up"]
 
-# The module (the package's `predict` attribute is the function of that name).
-_predict = importlib.import_module("bayesmix.predict")
 
 #: The temperatures served: 0 (the MAP component) and 1 (a draw from the exact posterior).
 TEMPERATURES = (0, 1)
-
-
-def classify(
-    fit: MAPResult,
-    x: np.ndarray,
-    *,
-    temperature: float = 0,
-    seed: int = 0,
-    proba: bool = True,
-    first_row: int = 0,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """(labels (N,), membership probabilities (N, K) or None) of rows x (N, D).
-
-    labels == bm.predict(fit, x, temperature=temperature, seed=seed) and the probabilities ==
-    bm.predict_proba(fit, x), bit for bit. `first_row`: the number of x's first row in a larger
-    table, which the table's temperature-1 draws are made for (chunk by chunk, as a whole).
-    """
-    # predict's one compiled program returns (labels, probabilities, ...) for any temperature;
-    # one call gives both (the tests check that they equal the public functions' bit for bit).
-    labels, probs = _predict.classify(fit, x, temperature, seed, first_row)[:2]
-    return labels, probs if proba else None
 
 
 def warm_up(fit: MAPResult, max_rows: int) -> int:
@@ -54,11 +31,11 @@ def warm_up(fit: MAPResult, max_rows: int) -> int:
     sizes = 0
     n = 8
     while True:
-        classify(fit, np.zeros((n, d)), temperature=1)
+        classify(fit, np.zeros((n, d)), 1)
         sizes += 1
         if n >= max_rows:
             return sizes
-        n = _predict.batch_rows(n + 1)
+        n = batch_rows(n + 1)
 
 
 def describe(model: SavedModel) -> dict:

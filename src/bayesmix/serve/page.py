@@ -16,7 +16,7 @@ import logging
 import numpy as np
 
 from ..io import SavedModel
-from .batch import classify
+from ..predict import classify
 
 __all__ = ["CONTENT_SECURITY_POLICY", "render_page"]
 
@@ -123,7 +123,7 @@ def _figures(model: SavedModel) -> list[tuple[str, str]]:
             if line.get_label() == "data":  # no data is saved with the model
                 line.remove()
         ax.legend(loc="best")
-        labels, _ = classify(model.fit, grid[:, None], proba=False)
+        labels = classify(model.fit, grid[:, None])[0]
         membership = plot.map_assignment(grid, labels)
         return [
             ("Density of each weighted component and of the mixture", _png(density)),
