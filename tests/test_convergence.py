@@ -26,15 +26,21 @@ def _draws(rng: np.random.Generator, chains: int, n: int) -> dict[str, np.ndarra
 @pytest.mark.parametrize("n", [4, 7, 250, 1001])
 def test_agrees_with_arviz(chains, n):
     rng = np.random.default_rng(chains * 10_000 + n)
+    # The tail ESS counts the draws at or below the 5% and 95% quantiles. ArviZ 0.x computes
+    # them as scipy's mquantiles, as bayesmix does; ArviZ 1 by numpy.quantile, which rounds
+    # differently where a quantile falls on a draw ((n - 1) p whole: 1001 draws of one chain),
+    # and then counts that draw on the other side: up to ~2% apart there.
+    tail_rtol = 1e-10 if int(az.__version__.split(".")[0]) < 1 else 0.02
     for name, v in _draws(rng, chains, n).items():
         pairs = [
-            (convergence.ess_bulk(v), az.ess(v, method="bulk")),
-            (convergence.ess_tail(v), az.ess(v, method="tail")),
+            (convergence.ess_bulk(v), az.ess(v, method="bulk"), 1e-10),
+            # (ArviZ 1 needs the tail's probabilities given; they are ArviZ 0.x's default)
+            (convergence.ess_tail(v), az.ess(v, method="tail", prob=(0.05, 0.95)), tail_rtol),
         ]
         if chains > 1:
-            pairs.append((convergence.rhat(v), az.rhat(v)))
-        for ours, theirs in pairs:
-            np.testing.assert_allclose(ours, float(theirs), rtol=1e-10, err_msg=name)
+            pairs.append((convergence.rhat(v), az.rhat(v), 1e-10))
+        for ours, theirs, rtol in pairs:
+            np.testing.assert_allclose(ours, float(theirs), rtol=rtol, err_msg=name)
 
 
 def test_too_few_draws_or_chains_give_nan():

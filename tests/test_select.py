@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from scipy.special import logsumexp
 from scipy.stats import norm
 
 import bayesmix as bm
+from bayesmix.inference_data import import_arviz
 from bayesmix.select import pointwise_log_likelihood, posterior_criteria
 
 
@@ -72,9 +74,19 @@ def test_pointwise_log_likelihood_and_waic_by_hand():
     np.testing.assert_allclose(ll, logsumexp(dens, axis=-1), rtol=1e-10)
     flat = ll.reshape(-1, ll.shape[-1])
     lppd = np.sum(logsumexp(flat, axis=0) - np.log(flat.shape[0]))
-    p_waic = np.sum(np.var(flat, axis=0))  # ArviZ: the variance over draws with ddof 0
+    var = np.var(flat, axis=0)  # ArviZ: the variance over draws with ddof 0
     crit = posterior_criteria(post, x)
-    assert crit["elpd_waic"] == pytest.approx(lppd - p_waic, rel=1e-8)
+    assert crit["elpd_waic"] == pytest.approx(lppd - np.sum(var), rel=1e-8)
+    terms = logsumexp(flat, axis=0) - np.log(flat.shape[0]) - var
+    assert crit["elpd_waic_se"] == pytest.approx(np.sqrt(len(terms) * np.var(terms)), rel=1e-8)
+    az = import_arviz()
+    if hasattr(az, "waic"):  # ArviZ 0.x (ArviZ 1 has no WAIC: bayesmix computes it as 0.x did)
+        idata = az.from_dict(posterior={"scale": p.scale}, log_likelihood={"x": ll})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            theirs = az.waic(idata)
+        assert crit["elpd_waic"] == pytest.approx(float(theirs.elpd_waic), rel=1e-10)
+        assert crit["elpd_waic_se"] == pytest.approx(float(theirs.se), rel=1e-10)
     assert crit["elpd_loo"] == pytest.approx(crit["elpd_waic"], abs=1.0)
 
 

@@ -4,7 +4,8 @@ Groups: ``posterior`` (the globals, relabeled consistently by default, with name
 chain, draw, component, dim), ``sample_stats`` (the sampler's per-draw statistics, renamed to
 ArviZ's conventions: diverging, acceptance_rate, n_steps, energy), and, when the data are
 given, ``observed_data`` and ``log_likelihood`` (log p(x_n | globals), the assignments summed
-out, for az.loo / az.waic). ``idata.to_netcdf(path)`` writes it to disk.
+out, for az.loo). ``idata.to_netcdf(path)`` writes it to disk. With ArviZ 1 the result is an
+xarray DataTree with the same groups (ArviZ 1's own format), with ArviZ 0.x an InferenceData.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 from .data import model_data
 from .result import Posterior, as_posterior, relabeled_params
 
-__all__ = ["import_arviz", "to_inference_data"]
+__all__ = ["from_dict", "import_arviz", "to_inference_data"]
 
 _STATS = {
     "diverging": "diverging",
@@ -45,6 +46,16 @@ def import_arviz() -> ModuleType:
     return arviz
 
 
+def from_dict(groups: dict[str, dict[str, np.ndarray]], **kwargs):
+    """ArviZ's `from_dict` of {group: {name: (chains, draws, ...) array}} (keyword arguments
+    as ArviZ's: dims, coords): an InferenceData with ArviZ 0.x, an xarray DataTree with ArviZ 1
+    (whose `from_dict` takes the groups as one dict)."""
+    az = import_arviz()
+    if int(az.__version__.split(".")[0]) >= 1:
+        return az.from_dict(groups, **kwargs)
+    return az.from_dict(**groups, **kwargs)
+
+
 def to_inference_data(post: Posterior, data: object = None, *, relabel: str | None = "auto"):
     """An `arviz.InferenceData` of the posterior.
 
@@ -57,10 +68,9 @@ def to_inference_data(post: Posterior, data: object = None, *, relabel: str | No
 
     Returns
     -------
-    InferenceData; its posterior's attrs hold the model ("model", JSON) and the relabeling.
+    InferenceData (ArviZ 0.x) or DataTree (ArviZ 1); its posterior's attrs hold the model
+    ("model", JSON) and the relabeling.
     """
-    az = import_arviz()
-
     post = as_posterior(post)
     x = None if data is None else model_data(data, post.columns, post.params.locs.shape[-1])
     params, record = relabeled_params(post, x, relabel)
@@ -95,7 +105,7 @@ def to_inference_data(post: Posterior, data: object = None, *, relabel: str | No
         dims["x"] = ["obs", "dim"]
     n_dims = {"component": np.arange(model.k), "dim": np.arange(post.params.locs.shape[-1])}
     n_dims["dim_"] = n_dims["dim"]
-    idata = az.from_dict(**groups, dims=dims, coords=n_dims)
+    idata = from_dict(groups, dims=dims, coords=n_dims)
     idata.posterior.attrs["model"] = json.dumps(model.describe())
     idata.posterior.attrs["relabeling"] = json.dumps(record)
     for key, value in post.sampler.items():  # per-run records (SMC's evidence, ...)

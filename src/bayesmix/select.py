@@ -58,29 +58,43 @@ def pointwise_log_likelihood(post: Posterior, data: object) -> np.ndarray:
 
 
 def posterior_criteria(post: Posterior, data: object) -> dict[str, float]:
-    """PSIS-LOO and WAIC (ArviZ) of a posterior on `data`: expected log pointwise predictive
+    """PSIS-LOO (ArviZ's) and WAIC of a posterior on `data`: expected log pointwise predictive
     densities `elpd_loo`, `elpd_waic` (higher is better) with standard errors, `p_loo`, and
     `pareto_k_max` (above 0.7 the LOO estimate is unreliable)."""
     import warnings
 
-    from .inference_data import import_arviz
+    from .inference_data import from_dict, import_arviz
 
     az = import_arviz()
     post = as_posterior(post)
     ll = pointwise_log_likelihood(post, data)
-    idata = az.from_dict(posterior={"scale": post.params.scale}, log_likelihood={"x": ll})
+    idata = from_dict({"posterior": {"scale": post.params.scale}, "log_likelihood": {"x": ll}})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ArviZ warns on high Pareto k; we report it instead
         loo = az.loo(idata, pointwise=True)
-        waic = az.waic(idata)
+    # ArviZ 0.x names the fields elpd_loo and p_loo, ArviZ 1 elpd and p.
+    elpd, p = (loo.elpd_loo, loo.p_loo) if hasattr(loo, "elpd_loo") else (loo.elpd, loo.p)
+    elpd_waic, waic_se = _waic(ll)
     return {
-        "elpd_loo": float(loo.elpd_loo),
+        "elpd_loo": float(elpd),
         "elpd_loo_se": float(loo.se),
-        "p_loo": float(loo.p_loo),
+        "p_loo": float(p),
         "pareto_k_max": float(np.max(loo.pareto_k)),
-        "elpd_waic": float(waic.elpd_waic),
-        "elpd_waic_se": float(waic.se),
+        "elpd_waic": elpd_waic,
+        "elpd_waic_se": waic_se,
     }
+
+
+def _waic(ll: np.ndarray) -> tuple[float, float]:
+    """(elpd_waic, its standard error) of pointwise log likelihoods ll (chains, draws, N), as
+    ArviZ 0.x's `waic` (ArviZ 1 has none): per point, the log of the mean likelihood over the
+    draws less their log likelihoods' variance (ddof 0); the standard error sqrt(N var) of the
+    N terms."""
+    from scipy.special import logsumexp
+
+    flat = np.asarray(ll, dtype=float).reshape(-1, np.shape(ll)[-1])
+    terms = logsumexp(flat, axis=0) - math.log(flat.shape[0]) - np.var(flat, axis=0)
+    return float(np.sum(terms)), float(math.sqrt(terms.size * np.var(terms)))
 
 
 def select_k(
