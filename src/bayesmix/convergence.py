@@ -1,12 +1,12 @@
 """Rank-normalized split R-hat and bulk / tail effective sample sizes (Vehtari et al. 2021).
 
 The same estimators, step for step, as ArviZ's `az.rhat(v)` (method "rank"), `az.ess(v,
-method="bulk")` and `az.ess(v, method="tail")` on a (chains, draws) array (tested to agree
-to 1e-10 with ArviZ 0.x; ArviZ 1 rounds the tail quantiles as numpy.quantile does, which can
-count one draw differently where a quantile falls on it), in NumPy alone. Why not ArviZ: importing it (with xarray,
-pandas, scipy.stats and matplotlib) took 1.0-2.4 s of a warm `bayesmix demo` whose whole
-computation takes ~0.3 s; ArviZ remains the reference in the tests and the library for
-InferenceData export and LOO. The normal quantiles come from the standard library
+method="bulk")` and `az.ess(v, method="tail")` on a (chains, draws) array (tested to agree to
+1e-10 with ArviZ 0.x; ArviZ 1 rounds the tail quantiles as numpy.quantile does, which can count
+one draw differently where a quantile falls on it), in NumPy alone. Why not ArviZ: importing it
+(with xarray, pandas, scipy.stats and matplotlib) took 1.0-2.4 s of a warm `bayesmix demo`
+whose whole computation takes ~0.3 s; ArviZ remains the reference in the tests and the
+library's for InferenceData export and LOO. The normal quantiles come from the standard library
 (`statistics.NormalDist`): importing scipy.special alone takes 0.5 s.
 
 Vehtari, Gelman, Simpson, Carpenter, Bürkner (2021). Rank-normalization, folding, and
