@@ -334,3 +334,28 @@ def test_progress_bar_counts_the_steps_of_every_chain(capsys):
     bm.sample_nuts(bm.SEED_DATA, 2, chains=2, warmup=20, draws=30, progress=True)
     err = capsys.readouterr().err
     assert "NUTS" in err and "/100 " in err
+
+
+def test_off_a_terminal_progress_is_a_line_a_minute_not_a_bar(capsys, monkeypatch):
+    # `bayesmix fit` on 200,000 rows ran NUTS for > 14 minutes with nothing in its log (the
+    # bar is for terminals; progress=True wrote tqdm's carriage returns into files).
+    from bayesmix import _threads
+
+    def run(progress, work):
+        bar = _threads.progress_bar(progress, work, total=8000, unit="step", desc="NUTS")
+        bar.update(3200)
+        bar.set_postfix(rows_per_s="2.1e+06")
+        bar.close()
+        err = capsys.readouterr().err
+        assert "\r" not in err
+        return err.splitlines()
+
+    assert run(None, 10**8) == []  # under a minute: silent
+    (line,) = run(True, 10)  # asked for: a last line even so
+    assert line.startswith("NUTS: 3,200/8,000 steps (40%), ") and " left" in line
+    assert line.endswith(", rows_per_s 2.1e+06")
+    monkeypatch.setattr(_threads, "LOG_EVERY_S", 0.0)  # a line at every update
+    during, end = run(None, 10**8)
+    assert during.startswith("NUTS: 3,200/8,000 steps (40%), ") and " left" in during
+    assert end.endswith(", rows_per_s 2.1e+06")
+    assert run(False, 10**8) == [] and run(None, 10) == []

@@ -16,13 +16,14 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import TypeVar
 
 import jax
 
-__all__ = ["cores", "prefetch", "show_progress", "thread_map"]
+__all__ = ["cores", "prefetch", "progress_bar", "thread_map"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -37,12 +38,67 @@ def cores() -> int:
     return max(1, n or 1)
 
 
-def show_progress(progress: bool | None, work: int) -> bool:
-    """Whether a long computation shows a progress bar: `progress`, or by default when its
-    `work` is large (>= 1e7, e.g. rows x components x steps) and stderr is a terminal."""
-    if progress is None:
-        return work >= 10**7 and sys.stderr.isatty()
-    return bool(progress)
+#: Work (rows x components x steps, as each fitter counts it) from which a progress display
+#: is shown by default.
+LONG_WORK = 10**7
+#: Off a terminal (a log file, a pipe) the progress is a line this often.
+LOG_EVERY_S = 60.0
+
+
+def progress_bar(progress: bool | None, work: int, *, total: float, unit: str, desc: str,
+                 bar_format: str | None = None):  # fmt: skip
+    """The progress display of a long computation (`update(k)`, `n`, `set_postfix(...)`,
+    `close()`): None shows it for `work` >= LONG_WORK, True always, False never. At a terminal
+    (or in a notebook) it is tqdm's bar; elsewhere a plain line every LOG_EVERY_S seconds, e.g.
+    "NUTS: 3,200/8,000 steps (40%), 2.5 min, ~3.8 min left", and a last one at the end if any
+    was written (always for True), so that runs under a minute stay silent in logs (tqdm's bar
+    wrote carriage returns there). Notebooks show nothing unless asked (True)."""
+    from tqdm.auto import tqdm  # numpyro's dependency; imported here to keep imports fast
+
+    notebook = any(c.__module__ == "tqdm.notebook" for c in tqdm.__mro__)
+    shown = bool(progress) or (progress is None and work >= LONG_WORK and not notebook)
+    if shown and not (notebook or sys.stderr.isatty()):
+        return _Lines(total, unit, desc, final=progress is True)
+    return tqdm(total=total, unit=unit, desc=desc, leave=False, bar_format=bar_format,
+                disable=not shown)  # fmt: skip
+
+
+class _Lines:
+    """tqdm's bar as lines of text, for log files: see `progress_bar`."""
+
+    def __init__(self, total: float, unit: str, desc: str, *, final: bool):
+        self.total, self.unit, self.desc, self.final = total, unit, desc, final
+        self.n = 0
+        self._start = self._last = time.perf_counter()
+        self._postfix = ""
+
+    def update(self, k: float = 1) -> None:
+        self.n += k
+        if time.perf_counter() - self._last >= LOG_EVERY_S:
+            self._write()
+
+    def set_postfix(self, **values) -> None:
+        self._postfix = "".join(f", {k} {v}" for k, v in values.items())
+
+    def close(self) -> None:
+        if self.final or self._last > self._start:  # (a line was written)
+            self._write()
+
+    def _write(self) -> None:
+        self._last = now = time.perf_counter()
+        elapsed = now - self._start
+        n = f"{self.n:,}" if float(self.n).is_integer() else f"{self.n:,.2f}"
+        done = self.n / self.total if self.total else 1.0
+        left = f", ~{_duration(elapsed * (1 - done) / done)} left" if 0 < done < 1 else ""
+        line = f"{self.desc}: {n}/{self.total:,} {self.unit}s ({100 * done:.0f}%), "
+        print(f"{line}{_duration(elapsed)}{left}{self._postfix}", file=sys.stderr, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    """3.2 s, 2.5 min, 1.3 h."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
 
 
 def thread_map(

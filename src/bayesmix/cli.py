@@ -297,7 +297,7 @@ def _run_chunked(data: Path, names, budget: int, *, k, out, save, no_figures, no
     say(f"MAP fit by EM over {n:,} rows in chunks of {source.chunk_rows:,} ...")
     fit = fit_em(source, k, covariance=covariance, family=family, df=df,
                  priors=Priors() if priors == "seed" else "auto", n_init=n_init, init=init,
-                 max_iter=steps, seed=seed, progress=not quiet)  # fmt: skip
+                 max_iter=steps, seed=seed, progress=False if quiet else None)  # fmt: skip
     timings = {"map": time.perf_counter() - t0}
     settings = Settings(
         k=k,
@@ -436,7 +436,7 @@ def _run(
             f"Note: NUTS makes a pass over all {x.shape[0]:,} rows per leapfrog step and may "
             "take long; --no-posterior fits the MAP only."
         )
-    w = run_workflow(x, settings, columns, progress=say)
+    w = run_workflow(x, settings, columns, progress=say, bars=False if quiet else None)
     model = None if save is None else _model_bytes(w)  # encoded before anything is written
     click.echo(report(w))
     if out is not None:

@@ -149,8 +149,10 @@ def run_workflow(
     settings: Settings = Settings(),  # noqa: B008 (immutable)
     columns: list[str] | None = None,
     progress: Callable[[str], None] = lambda msg: None,
+    bars: bool | None = None,
 ) -> Workflow:
-    """Run every step of the tutorial on validated data x (N, D)."""
+    """Run every step of the tutorial on validated data x (N, D). progress: called with each
+    stage's messages; bars: the long stages' progress displays (EM, NUTS; `progress_bar`)."""
     s = settings
     model = {"covariance": s.covariance, "family": s.family, "df": s.df}
     priors = Priors.from_data(x) if s.priors is None else s.priors
@@ -167,8 +169,9 @@ def run_workflow(
     def run_nuts():
         options = {"chains": s.chains, "warmup": s.warmup, "draws": s.draws, "init": s.init}
         return sample_nuts(
-            x, s.k, **model, **options, priors=priors, target_accept=s.target_accept, seed=s.seed
-        )
+            x, s.k, **model, **options, priors=priors, target_accept=s.target_accept,
+            seed=s.seed, progress=bars,
+        )  # fmt: skip
 
     nuts_message = (
         f"Collapsed NUTS: {s.chains} chain{'s' * (s.chains != 1)} x ({s.warmup} warm-up + "
@@ -203,6 +206,7 @@ def run_workflow(
             n_init=s.n_init,
             init=s.init,
             seed=s.seed,
+            progress=bars,
         ),
     )
     one_d = x.shape[1] == 1

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._jit import serializable, sized_jit
-from .._threads import cores, show_progress, thread_map
+from .._threads import cores, progress_bar, thread_map
 from ..data import LARGE, column_moments, column_names
 from ..errors import FitError, FitWarning, SpecError, warn
 from ..model import Init, Mixture, Params, Priors, check_k
@@ -311,8 +311,6 @@ def run_em(
     seconds, so the progress bar and Ctrl-C stay responsive; with a callback every iteration
     is a segment.
     """
-    from tqdm.auto import tqdm  # numpyro's dependency; imported here to keep imports fast
-
     acc = accumulator_dtype()
     params = jax.tree.map(lambda v: jnp.asarray(v, acc), params)
     objectives: list[float] = []
@@ -320,13 +318,7 @@ def run_em(
     best = None
     converged = fell = False
     steps = 1
-    bar = tqdm(
-        total=max_iter,
-        unit="it",
-        disable=not show_progress(progress, n_rows * model.k),
-        desc="EM",
-        leave=False,
-    )
+    bar = progress_bar(progress, n_rows * model.k, total=max_iter, unit="it", desc="EM")
     try:
         while len(objectives) < max_iter and not converged and not fell:
             tick = time.perf_counter()

@@ -38,15 +38,17 @@ def fit_by_method(
     method: str = "auto",
     steps: int,
     gradient_options: dict | None = None,
+    progress: bool | None = None,
     **common,
 ) -> MAPResult:
     """The MAP of x (N, D) by `resolve_method(method, N)`.
 
     steps : EM iterations at most, or gradient steps; gradient_options : further `fit_map`
-    arguments (e.g. learning_rate), unused by EM; common : arguments both fitters take
+    arguments (e.g. learning_rate), unused by EM; progress : EM's progress display (as
+    `fit_em`'s; the gradient fitters have none); common : arguments both fitters take
     (covariance, family, df, priors, n_init, init, seed).
     """
     chosen = resolve_method(method, np.shape(x)[0])
     if chosen == "em":
-        return fit_em(x, k, max_iter=steps, **common)
+        return fit_em(x, k, max_iter=steps, progress=progress, **common)
     return fit_map(x, k, steps=steps, optimizer=chosen, **(gradient_options or {}), **common)

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._jit import serializable, sized_jit
-from .._threads import cores, show_progress, thread_map
+from .._threads import cores, progress_bar, thread_map
 from ..errors import FitError, SpecError, warn
 from ..model import Init, Mixture, Params, Priors, off_the_boundary
 from ..result import Posterior, posterior_diagnostics
@@ -327,8 +327,6 @@ def sample_nuts(
     draws, K), locs (chains, draws, K, D), ...), sampler statistics and diagnostics (R-hat, ESS,
     divergences, warnings).
     """
-    from tqdm.auto import tqdm  # numpyro's dependency; imported here to keep imports fast
-
     x, model, priors, columns = problem(data, k, covariance, family, df, priors)
     chains, warmup, draws = (
         whole("chains", chains),
@@ -384,8 +382,7 @@ def sample_nuts(
 
     total = warmup + draws
     stop = threading.Event()
-    bar = tqdm(total=chains * total, unit="step", desc="NUTS", leave=False,
-               disable=not show_progress(progress, settings["work"]))  # fmt: skip
+    bar = progress_bar(progress, settings["work"], total=chains * total, unit="step", desc="NUTS")
 
     def chain(c: int) -> tuple[int, tuple]:
         """Chain c in pieces of about SEGMENT_S seconds each (so that the progress bar moves

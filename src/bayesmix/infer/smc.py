@@ -28,7 +28,7 @@ from blackjax.smc import adaptive_tempered, resampling, tempered
 from jax.flatten_util import ravel_pytree
 
 from .._jit import serializable, sized_jit
-from .._threads import cores, show_progress, thread_map
+from .._threads import cores, progress_bar, thread_map
 from ..errors import FitError, SpecError
 from ..model import Mixture, Priors, log_prior
 from ..result import Posterior, posterior_diagnostics
@@ -218,8 +218,6 @@ def sample_smc(
     ``acceptance_rate`` (runs, particles) of the final move; diagnostics as for NUTS plus
     ``log_evidence`` and ``tempering_steps``.
     """
-    from tqdm.auto import tqdm  # numpyro's dependency; imported here to keep imports fast
-
     x, model, priors, columns = problem(data, k, covariance, family, df, priors)
     particles = whole("particles", particles, 2)
     runs = whole("runs", runs, 1)
@@ -252,9 +250,14 @@ def sample_smc(
     _smc_piece.lower(padded, priors, seed_runs[0], fresh, np.int32(0), n_valid, s=settings,
                      work=work).compile()  # fmt: skip
     stop = threading.Event()
-    bar = tqdm(total=runs, unit="run", desc="SMC (beta)", leave=False,
-               bar_format="{l_bar}{bar}| {n:.2f}/{total} runs [{elapsed}<{remaining}]",
-               disable=not show_progress(progress, work * runs))  # fmt: skip
+    bar = progress_bar(
+        progress,
+        work * runs,
+        total=runs,
+        unit="run",
+        desc="SMC (beta)",
+        bar_format="{l_bar}{bar}| {n:.2f}/{total} runs [{elapsed}<{remaining}]",
+    )
 
     def run(seed_run: np.ndarray):
         """One run in pieces that double while one takes under SEGMENT_S seconds (the progress
