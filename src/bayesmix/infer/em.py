@@ -629,7 +629,8 @@ def fit_em(
     columns : the columns to read from files or DataFrames (default: every column)
     chunk_rows, memory_budget : rows per chunk for chunked data, or a memory budget in bytes
         that sets it (see `bayesmix.sources.open_source`)
-    progress : a progress bar with rows per second (default: on for large fits at a terminal)
+    progress : a progress bar with rows per second (default: on for large fits; off a
+        terminal a line a minute, see `_threads.progress_bar`)
     callback : called as callback(iteration, objective, params) after every E-step
 
     Returns

@@ -319,9 +319,10 @@ def sample_nuts(
     `dense_mass` adapts a full mass matrix instead of a diagonal one. `init_params` starts
     the chains from given positions instead (Params of the model, e.g. MAP fits: one start
     for all chains, or a leading axis of length `chains`; see `sample_multistart`).
-    `progress`: a progress bar of the chains' steps (default: on for long runs at a
-    terminal). Ctrl-C stops the chains within a fraction of a second and returns the draws
-    so far (of the chains past their warm-up, with a `FitInterrupted` warning).
+    `progress`: a progress bar of the chains' steps (default: on for long runs; off a
+    terminal a line a minute, see `_threads.progress_bar`). Ctrl-C stops the chains within a
+    fraction of a second and returns the draws so far (of the chains past their warm-up, with a
+    `FitInterrupted` warning).
 
     Returns a Posterior whose params have leading axes (chains, draws) (weights (chains,
     draws, K), locs (chains, draws, K, D), ...), sampler statistics and diagnostics (R-hat, ESS,

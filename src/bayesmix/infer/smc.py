@@ -207,8 +207,8 @@ def sample_smc(
     target_ess : fraction of the particles' effective sample size kept at each tempering step
         (smaller: fewer, bolder steps)
     max_steps : tempering steps at most (FitError if beta has not reached 1 by then)
-    progress : a progress bar of the runs' temperatures (default: on for long runs at a
-        terminal); Ctrl-C stops the runs within a fraction of a second
+    progress : a progress bar of the runs' temperatures (default: on for long runs; off a
+        terminal a line a minute); Ctrl-C stops the runs within a fraction of a second
 
     Returns
     -------
