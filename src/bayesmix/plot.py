@@ -85,9 +85,8 @@ def loss(losses: np.ndarray, title: str = "Convergence of SVI") -> Figure:
     ax.set(xlabel="iters", ylabel="loss", title=title)
     if np.all(losses > 0):
         ax.set_yscale("log")
-    else:  # linear within 1 of 0 (or of the losses' smallest size), log beyond
-        finite = np.abs(losses[np.isfinite(losses)])
-        ax.set_yscale("symlog", linthresh=max(1.0, float(finite.min(initial=1.0))))
+    else:  # linear within 1 of 0, log beyond
+        ax.set_yscale("symlog", linthresh=1.0)
     ax.legend(loc="best")
     return fig
 
