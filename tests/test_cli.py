@@ -140,8 +140,13 @@ def test_bad_input_exits_cleanly_and_writes_nothing(tmp_path, content, extra, me
     assert [p.name for p in out.iterdir()] == ["summary.json"]
 
 
-def test_fit_multivariate_with_a_model_choice(tmp_path):
+def test_fit_multivariate_with_a_model_choice(tmp_path, monkeypatch):
     from sklearn.datasets import load_iris
+
+    from bayesmix import workflow
+
+    nuts, seen = workflow.sample_nuts, {}
+    monkeypatch.setattr(workflow, "sample_nuts", lambda *a, **kw: seen.update(kw) or nuts(*a, **kw))
 
     x, species = load_iris(return_X_y=True)
     data = tmp_path / "iris.csv"
@@ -166,12 +171,14 @@ def test_fit_multivariate_with_a_model_choice(tmp_path):
         "100",
         "--draws",
         "100",
+        "--dense-mass",
     ]
     result = CliRunner().invoke(main, [*args, "--out", str(out), "-q"])
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["map"]["model"] == {"k": 3, "covariance": "full", "family": "normal", "df": None}
     assert np.shape(summary["map"]["corr_chol"]) == (3, 4, 4)
+    assert seen["dense_mass"] is True and summary["settings"]["dense_mass"] is True
     # The CLI's default priors for fit are scaled to the data (Priors.from_data).
     np.testing.assert_allclose(summary["settings"]["priors"]["locs_loc"], x.mean(0))
     from sklearn.metrics import adjusted_rand_score

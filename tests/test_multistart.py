@@ -67,7 +67,9 @@ def test_multistart_chains_match_the_exact_posterior(post, exact, fits):
     assert az.ess(sym, method="bulk") > 1000  # the check has power: se < 5.5 / 30
 
 
-def _posterior(scale: np.ndarray, energy: np.ndarray | None = None) -> bm.Posterior:
+def _posterior(
+    scale: np.ndarray, energy: np.ndarray | None = None, num_steps: np.ndarray | None = None
+) -> bm.Posterior:
     chains, draws = scale.shape
     rng = np.random.default_rng(0)
     params = bm.Params(
@@ -80,6 +82,8 @@ def _posterior(scale: np.ndarray, energy: np.ndarray | None = None) -> bm.Poster
     sampler = {"diverging": np.zeros(scale.shape, bool)}
     if energy is not None:
         sampler["energy"] = energy
+    if num_steps is not None:
+        sampler["num_steps"] = num_steps
     return bm.Posterior(bm.Mixture(2), params, sampler)
 
 
@@ -126,6 +130,24 @@ def test_ebfmi_matches_arviz_and_flags_sticky_energy():
     assert any("E-BFMI" in w for w in d["warnings"])
     good = posterior_diagnostics(_posterior(scale, energy=iid))
     assert not any("E-BFMI" in w for w in good["warnings"])
+
+
+def test_draws_at_the_maximum_tree_depth_are_counted_and_named():
+    # Found on 2,000 x 5 rows with nearly collinear columns, full covariances: every draw took
+    # 1023 leapfrog steps (13 minutes for one chain's warm-up) and no warning said so.
+    rng = np.random.default_rng(3)
+    scale = np.exp(rng.normal(0, 0.1, (4, 500)))
+    steps = rng.choice([7, 15, 31], size=scale.shape)
+    assert not [w for w in posterior_diagnostics(_posterior(scale, num_steps=steps))["warnings"]
+                if "tree depth" in w]  # fmt: skip
+    steps[2, :30] = 1023
+    (warning,) = [
+        w
+        for w in posterior_diagnostics(_posterior(scale, num_steps=steps))["warnings"]
+        if "tree depth" in w
+    ]
+    assert warning.startswith("30 of 2000 transitions hit NUTS's maximum tree depth (10 ")
+    assert "--dense-mass" in warning
 
 
 def test_bad_requests_are_refused_with_the_fix(fits):

@@ -92,13 +92,15 @@ def test_chains_side_by_side_draw_what_they_draw_one_after_another(monkeypatch):
     np.testing.assert_array_equal(together.sampler["energy"], alone.sampler["energy"])
 
 
-def test_one_program_draws_what_blackjax_window_adaptation_then_nuts_draw():
+@pytest.mark.parametrize("dense_mass", [False, True])
+def test_one_program_draws_what_blackjax_window_adaptation_then_nuts_draw(dense_mass):
     """Warm-up and draws share one NUTS kernel in one scan; the draws are those of BlackJAX's
-    `window_adaptation` followed by `blackjax.nuts` with the tuned parameters and the same keys.
-    A warm-up of 20 steps has every kind of window (fast, slow, final fast). The programs are
-    compiled differently, and last-bit differences grow along the chain (1e-9 relative after
-    20 steps, 1e-6 after 25, in float64); a wrong step size or mass matrix changes the energies
-    at once by far more than the 1e-5 allowed."""
+    `window_adaptation` followed by `blackjax.nuts` with the tuned parameters and the same keys
+    (with a diagonal or a dense mass matrix, whose momentum factor bayesmix computes where the
+    matrix changes, BlackJAX at every step). A warm-up of 20 steps has every kind of window
+    (fast, slow, final fast). The programs are compiled differently, and last-bit differences
+    grow along the chain (1e-9 relative after 20 steps, 1e-6 after 25, in float64); a wrong
+    step size or mass matrix changes the energies at once by far more than the 1e-5 allowed."""
     import blackjax
     import jax
     import jax.flatten_util
@@ -113,8 +115,10 @@ def test_one_program_draws_what_blackjax_window_adaptation_then_nuts_draw():
     warmup, draws = 20, 4
     start = jax.jit(lambda x: nuts._start(x, priors, chain, None, model=model, init="seed"))(x)
     first = nuts._chain_start(x, priors, chain, None, model=model, init="seed", draws=draws,
-                              dense_mass=False, work=0)  # fmt: skip
-    settings = dict(model=model, warmup=warmup, draws=draws, target_accept=0.9, dense_mass=False)
+                              dense_mass=dense_mass, work=0)  # fmt: skip
+    settings = dict(
+        model=model, warmup=warmup, draws=draws, target_accept=0.9, dense_mass=dense_mass
+    )
     ours = nuts._nuts_chain(x, priors, chain, first, 0, warmup + draws, **settings, work=0).kept
 
     # The chain samples z = u / units (the locs in units of the data's sd).
@@ -131,7 +135,11 @@ def test_one_program_draws_what_blackjax_window_adaptation_then_nuts_draw():
         adapt = blackjax.window_adaptation(
             blackjax.nuts,
             logdensity,
-            initial_inverse_mass_matrix=start[3] / units**2,  # the start's curvature (below)
+            is_mass_matrix_diagonal=not dense_mass,
+            # the start's curvature (below)
+            initial_inverse_mass_matrix=(jnp.diag if dense_mass else jnp.asarray)(
+                start[3] / units**2
+            ),
             target_acceptance_rate=0.9,
         )
         z0 = jax.flatten_util.ravel_pytree(u0)[0] / units

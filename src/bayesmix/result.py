@@ -157,6 +157,9 @@ def _quantities(p: Params) -> dict[str, np.ndarray]:
 #: E-BFMI below this suggests the momentum resampling cannot explore the energy distribution
 #: (Betancourt 2016).
 EBFMI_THRESHOLD = 0.3
+#: NUTS's limit on a trajectory's doublings (Stan's and BlackJAX's default): a draw whose tree
+#: reached it took 2^MAX_TREE_DEPTH - 1 leapfrog steps without making a U-turn.
+MAX_TREE_DEPTH = 10
 RHAT_THRESHOLD = 1.01
 #: A chain whose median of a scale is below this fraction of the other chains' (the median of
 #: their medians) is taken for a component collapsing onto a few rows.
@@ -308,6 +311,18 @@ def posterior_diagnostics(
             f"{divergences} of {chains * draws} transitions diverged: the sampler could not "
             "follow the posterior's curvature and the draws may be biased. Increase the "
             "target acceptance rate or the warm-up."
+        )
+    steps = np.asarray(sampler.get("num_steps", 0))
+    capped = int(np.sum(steps >= 2**MAX_TREE_DEPTH - 1))
+    if capped:
+        warnings.append(
+            f"{capped} of {chains * draws} transitions hit NUTS's maximum tree depth "
+            f"({MAX_TREE_DEPTH} doublings, {2**MAX_TREE_DEPTH - 1} leapfrog steps, each a pass "
+            "over the rows): the posterior is poorly conditioned for the sampler (parameters "
+            "strongly correlated or of very different scales, e.g. full covariances of nearly "
+            "collinear columns, or a component with few rows), so it runs slowly and may "
+            "explore too little. Try dense_mass=True (bayesmix fit --dense-mass), fewer "
+            "components or a simpler covariance structure."
         )
     if bfmi is not None and np.any(bfmi < EBFMI_THRESHOLD):
         bad = [c for c in range(chains) if bfmi[c] < EBFMI_THRESHOLD]

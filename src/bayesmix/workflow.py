@@ -57,12 +57,13 @@ class Settings:
     warmup: int = 1000
     draws: int = 1000
     target_accept: float = 0.95
+    dense_mass: bool = False
     seed: int = 0
     posterior: bool = True  # False: no NUTS, the MAP fit only
 
     def used(self) -> dict:
         """The settings as a dict, without NUTS's when there is no posterior."""
-        nuts = ("chains", "warmup", "draws", "target_accept")
+        nuts = ("chains", "warmup", "draws", "target_accept", "dense_mass")
         return {k: v for k, v in self.__dict__.items() if self.posterior or k not in nuts}
 
 
@@ -170,7 +171,7 @@ def run_workflow(
         options = {"chains": s.chains, "warmup": s.warmup, "draws": s.draws, "init": s.init}
         return sample_nuts(
             x, s.k, **model, **options, priors=priors, target_accept=s.target_accept,
-            seed=s.seed, progress=bars,
+            dense_mass=s.dense_mass, seed=s.seed, progress=bars,
         )  # fmt: skip
 
     nuts_message = (

@@ -24,7 +24,7 @@ from .._jit import serializable, sized_jit
 from .._threads import cores, progress_bar, thread_map
 from ..errors import FitError, SpecError, warn
 from ..model import Init, Mixture, Params, Priors, off_the_boundary
-from ..result import Posterior, posterior_diagnostics
+from ..result import MAX_TREE_DEPTH, Posterior, posterior_diagnostics
 from . import fisher
 from .em import FitInterrupted
 from .estep import pad_rows
@@ -89,15 +89,15 @@ def _start(x, priors, chain, u_given, n_valid=None, *, model, init):
 class Chain(NamedTuple):
     """A chain's state between steps, in data-free units z = u / units (`unit_scales`):
     BlackJAX's HMC state, the dual-averaging and mass-matrix adaptation states (as plain
-    tuples, which cross `jax.export`), the step size and inverse mass matrix in use, the draws
-    kept so far ((draws, ...) buffers: params, (divergent, acceptance, steps), energy) and the
-    units."""
+    tuples, which cross `jax.export`), the step size and metric in use ((inverse mass matrix,
+    its momentum factor), `_momentum_factor`), the draws kept so far ((draws, ...) buffers:
+    params, (divergent, acceptance, steps), energy) and the units."""
 
     state: tuple
     da: tuple
     mm: tuple
     step_size: jnp.ndarray
-    inverse_mass: jnp.ndarray
+    metric: tuple
     kept: tuple
     units: jnp.ndarray
 
@@ -123,8 +123,38 @@ def _first_state(x, start, n_valid=None, *, model, draws, dense_mass) -> Chain:
     like = (model.from_unconstrained(u), (False, jnp.zeros((), value.dtype), 0), value)
     kept = jax.tree.map(lambda v: jnp.zeros((draws, *jnp.shape(v)), jnp.asarray(v).dtype), like)
     leaves = jax.tree.leaves
-    return Chain(tuple(leaves(state)), tuple(leaves(da)), tuple(leaves(mm)), step_size,
-                 mm.inverse_mass_matrix, kept, units)  # fmt: skip
+    metric = (mm.inverse_mass_matrix, _momentum_factor(mm.inverse_mass_matrix))
+    return Chain(tuple(leaves(state)), tuple(leaves(da)), tuple(leaves(mm)), step_size, metric,
+                 kept, units)  # fmt: skip
+
+
+def _momentum_factor(inverse_mass: jnp.ndarray) -> jnp.ndarray:
+    """S with S S^T = inverse_mass^-1 (the mass matrix; (P,) or (P, P)), by which momenta are
+    drawn, as BlackJAX's Gaussian Euclidean metric computes it."""
+    if inverse_mass.ndim == 1:
+        return 1 / jnp.sqrt(inverse_mass)
+    chol = jax.scipy.linalg.cholesky(inverse_mass, lower=True)
+    eye = jnp.eye(inverse_mass.shape[0], dtype=inverse_mass.dtype)
+    return jax.scipy.linalg.solve_triangular(chol, eye, lower=True, trans=True)
+
+
+def _metric(inverse_mass: jnp.ndarray, factor: jnp.ndarray):
+    """What NUTS's kernel is given: a diagonal `inverse_mass` as it is; for a dense one,
+    BlackJAX's Gaussian Euclidean metric with its momenta drawn with the given
+    `_momentum_factor`, computed only where the mass matrix changes: given the matrix alone,
+    BlackJAX factors it at every step (0.66 ms at P = 44, iris with full covariances, as long
+    as a whole trajectory there). Its own factors then feed only the metric's `scale`, which
+    NUTS never calls: dead code, left out of the program."""
+    from blackjax.mcmc.metrics import gaussian_euclidean
+    from blackjax.util import generate_gaussian_noise
+
+    if inverse_mass.ndim == 1:
+        return inverse_mass
+
+    def sample_momentum(key, position):
+        return generate_gaussian_noise(key, position, sigma=factor)
+
+    return gaussian_euclidean(inverse_mass)._replace(sample_momentum=sample_momentum)
 
 
 @partial(sized_jit, static_argnames=("model", "init", "draws", "dense_mass"))
@@ -176,25 +206,33 @@ def _nuts_chain(
     slot = np.maximum(np.arange(warmup + draws) - warmup, 0).astype(np.int32)  # draw index
     keys = jnp.concatenate([jax.random.split(k_warm, warmup), jax.random.split(k_draw, draws)])
 
-    def adapt(da, mm, window, window_end, position, acceptance):
+    def adapt(da, mm, metric, window, window_end, position, acceptance):
         """Stan's warm-up (as BlackJAX's window_adaptation): dual averaging of the step size;
-        Welford's covariance over each slow window, at whose end the mass matrix is set and
-        the step size restarted."""
+        Welford's covariance over each slow window, at whose end the mass matrix (the
+        metric) is set and the step size restarted."""
         da = jax.lax.cond(window == 2, lambda: da, lambda: da_update(da, acceptance))
         mm = jax.lax.cond(window == 1, lambda: mm_update(mm, position), lambda: mm)
-        return jax.lax.cond(
-            window_end, lambda: (da_init(da_final(da)), mm_final(mm)), lambda: (da, mm)
-        )
+
+        def end():
+            new = mm_final(mm)
+            inverse_mass = new.inverse_mass_matrix
+            return da_init(da_final(da)), new, (inverse_mass, _momentum_factor(inverse_mass))
+
+        return jax.lax.cond(window_end, end, lambda: (da, mm, metric))
 
     def step(i, carry):
-        state, da, mm, step_size, inverse_mass, kept, units = carry
+        state, da, mm, step_size, metric, kept, units = carry
         window_i, window_end_i = jnp.asarray(window)[i], jnp.asarray(window_end)[i]
-        state, info = kernel(keys[i], state, logdensity, step_size, inverse_mass)
-        da, mm = adapt(da, mm, window_i, window_end_i, state.position, info.acceptance_rate)
+        state, info = kernel(
+            keys[i], state, logdensity, step_size, _metric(*metric),
+            max_num_doublings=MAX_TREE_DEPTH,
+        )  # fmt: skip
+        da, mm, metric = adapt(
+            da, mm, metric, window_i, window_end_i, state.position, info.acceptance_rate
+        )
         warming = window_i != 2
         step_size = jnp.where(warming, jnp.exp(da.log_step_size), step_size)
         step_size = jnp.where(jnp.asarray(last)[i], jnp.exp(da.log_step_size_avg), step_size)
-        inverse_mass = jnp.where(warming, mm.inverse_mass_matrix, inverse_mass)
         stats = (info.is_divergent, info.acceptance_rate, info.num_integration_steps)
         out = (model.from_unconstrained(unravel(state.position * units)), stats, info.energy)
         # Only the draws are kept (a warm-up step writes slot 0, which the first draw takes).
@@ -205,10 +243,10 @@ def _nuts_chain(
             kept,
             out,
         )
-        return Chain(state, da, mm, step_size, inverse_mass, kept, units)
+        return Chain(state, da, mm, step_size, metric, kept, units)
 
     # BlackJAX's states from the carry's leaves, and back.
-    states = (HMCState(*carry.state), da_init(1.0), mm_init(len(units), carry.inverse_mass))
+    states = (HMCState(*carry.state), da_init(1.0), mm_init(len(units), carry.metric[0]))
     structures = [jax.tree.structure(v) for v in states]
     state, da, mm = (jax.tree.unflatten(t, v) for t, v in zip(structures, carry[:3], strict=True))
     carry = jax.lax.fori_loop(begin, end, step, carry._replace(state=state, da=da, mm=mm))
@@ -316,7 +354,11 @@ def sample_nuts(
     in one cluster), adapts for `warmup` steps and keeps `draws` draws. The defaults (4 chains,
     1000 + 1000) give a checkable posterior; the tutorial used 1 chain, 50 warm-up steps and
     250 draws.
-    `dense_mass` adapts a full mass matrix instead of a diagonal one. `init_params` starts
+    `dense_mass` adapts a full mass matrix instead of a diagonal one: where parameters are
+    strongly correlated, as on overlapping clusters, it takes fewer leapfrog steps (20,000 x 2
+    rows of three overlapping clusters, diagonal covariances: 9x the effective draws per
+    second; iris: 1.8-2.9x), elsewhere as many or, on chains in distinct modes, more
+    (benchmarks/RESULTS.md, "dense mass matrix"). `init_params` starts
     the chains from given positions instead (Params of the model, e.g. MAP fits: one start
     for all chains, or a leading axis of length `chains`; see `sample_multistart`).
     `progress`: a progress bar of the chains' steps (default: on for long runs; off a
