@@ -257,7 +257,9 @@ def test_workflow_without_posterior_never_runs_nuts(monkeypatch):
     assert w.posterior is None and "nuts" not in w.timings
     summary = w.summary()
     assert summary["posterior"] is None and summary["settings"]["posterior"] is False
-    assert not {"chains", "warmup", "draws", "target_accept"} & set(summary["settings"])
+    assert not {"chains", "warmup", "draws", "target_accept", "dense_mass"} & set(
+        summary["settings"]
+    )
     assert "diagnostics" not in json.dumps(summary)
     assert workflow.report(w).endswith("Posterior: not sampled (MAP only).")
     assert not {"trace.png", "posterior_locs.png"} & set(workflow.figures(w))

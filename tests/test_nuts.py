@@ -338,6 +338,21 @@ def test_ctrl_c_stops_the_chains_and_returns_the_draws_so_far(monkeypatch):
     np.testing.assert_array_equal(part.sampler["energy"], whole.sampler["energy"][:, :n])
 
 
+def test_a_dense_chain_in_pieces_draws_what_it_draws_whole(monkeypatch):
+    """The dense metric (inverse mass matrix and momentum factor, set at the slow windows' ends)
+    crosses the pieces' boundaries in the chain's state: one-step pieces draw what one run
+    draws."""
+    from bayesmix.infer import nuts
+
+    kw = dict(chains=1, warmup=40, draws=20, seed=2, dense_mass=True)
+    whole = bm.sample_nuts(bm.SEED_DATA, 2, **kw)  # one piece (FIRST_STEPS >= 60)
+    monkeypatch.setattr(nuts, "FIRST_STEPS", 1)
+    monkeypatch.setattr(nuts, "SEGMENT_S", 0.0)
+    pieces = bm.sample_nuts(bm.SEED_DATA, 2, **kw)
+    np.testing.assert_array_equal(pieces.params.locs, whole.params.locs)
+    np.testing.assert_array_equal(pieces.sampler["energy"], whole.sampler["energy"])
+
+
 def test_progress_bar_counts_the_steps_of_every_chain(capsys):
     bm.sample_nuts(bm.SEED_DATA, 2, chains=2, warmup=20, draws=30, progress=True)
     err = capsys.readouterr().err
