@@ -33,6 +33,9 @@ def problems() -> dict:
         # three clusters overlapping along the second column (sd 2 against a distance of 4)
         "ovl2d_20k": (blobs(g(1), 20_000, [[0, 0], [4, 0], [0, 4]], [1, 2]), 3, "diag"),
         "sep2d_10k": (blobs(g(2), 10_000, [[0, 0], [8, 0], [0, 8]], 1), 3, "diag"),
+        # K above the data's three clusters: an extra component the data hardly determine
+        "overfit2d_2k": (blobs(g(1), 2_000, [[0, 0], [5, 0], [0, 5]], 1), 4, "diag"),
+        "ovl1d_1k": (blobs(g(1), 1_000, [[0], [2], [5]], 1), 3, "diag"),
         "k8d4_3k": (blobs(g(3), 3_000, g(4).normal(size=(8, 4)) * 4, 1), 8, "full"),
         "k4d5_2k": (blobs(g(5), 2_000, g(6).normal(size=(4, 5)) * 3, 1), 4, "full"),
     }

@@ -354,11 +354,11 @@ def sample_nuts(
     in one cluster), adapts for `warmup` steps and keeps `draws` draws. The defaults (4 chains,
     1000 + 1000) give a checkable posterior; the tutorial used 1 chain, 50 warm-up steps and
     250 draws.
-    `dense_mass` adapts a full mass matrix instead of a diagonal one: where parameters are
-    strongly correlated, as on overlapping clusters, it takes fewer leapfrog steps (20,000 x 2
-    rows of three overlapping clusters, diagonal covariances: 9x the effective draws per
-    second; iris: 1.8-2.9x), elsewhere as many or, on chains in distinct modes, more
-    (benchmarks/RESULTS.md, "dense mass matrix"). `init_params` starts
+    `dense_mass` adapts a full mass matrix instead of a diagonal one. Where parameters are
+    strongly correlated it pays (three overlapping clusters, 20,000 x 2 rows: 9x the effective
+    draws per second; iris: 1.8-2.9x; one component more than the data's clusters: 48x);
+    elsewhere it can lose (1,000 x 1 rows of overlapping clusters: 0.5x; chains in distinct
+    modes: 2.6x slower); benchmarks/RESULTS.md, "dense mass matrix". `init_params` starts
     the chains from given positions instead (Params of the model, e.g. MAP fits: one start
     for all chains, or a leading axis of length `chains`; see `sample_multistart`).
     `progress`: a progress bar of the chains' steps (default: on for long runs; off a
