@@ -133,7 +133,7 @@ def test_ebfmi_matches_arviz_and_flags_sticky_energy():
 
 
 def test_draws_at_the_maximum_tree_depth_are_counted_and_named():
-    # Found on 2,000 x 5 rows with nearly collinear columns, full covariances: every draw took
+    # Found on 5,000 x 5 rows with nearly collinear columns, full covariances: every draw took
     # 1023 leapfrog steps (13 minutes for one chain's warm-up) and no warning said so.
     rng = np.random.default_rng(3)
     scale = np.exp(rng.normal(0, 0.1, (4, 500)))
