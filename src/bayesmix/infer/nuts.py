@@ -90,7 +90,7 @@ class Chain(NamedTuple):
     """A chain's state between steps, in data-free units z = u / units (`unit_scales`):
     BlackJAX's HMC state, the dual-averaging and mass-matrix adaptation states (as plain
     tuples, which cross `jax.export`), the step size and metric in use ((inverse mass matrix,
-    its momentum factor), `_momentum_factor`), the draws kept so far ((draws, ...) buffers:
+    its momentum factor), `_metric_state`), the draws kept so far ((draws, ...) buffers:
     params, (divergent, acceptance, steps), energy) and the units."""
 
     state: tuple
@@ -123,25 +123,24 @@ def _first_state(x, start, n_valid=None, *, model, draws, dense_mass) -> Chain:
     like = (model.from_unconstrained(u), (False, jnp.zeros((), value.dtype), 0), value)
     kept = jax.tree.map(lambda v: jnp.zeros((draws, *jnp.shape(v)), jnp.asarray(v).dtype), like)
     leaves = jax.tree.leaves
-    metric = (mm.inverse_mass_matrix, _momentum_factor(mm.inverse_mass_matrix))
-    return Chain(tuple(leaves(state)), tuple(leaves(da)), tuple(leaves(mm)), step_size, metric,
-                 kept, units)  # fmt: skip
+    return Chain(tuple(leaves(state)), tuple(leaves(da)), tuple(leaves(mm)), step_size,
+                 _metric_state(mm.inverse_mass_matrix), kept, units)  # fmt: skip
 
 
-def _momentum_factor(inverse_mass: jnp.ndarray) -> jnp.ndarray:
-    """S with S S^T = inverse_mass^-1 (the mass matrix; (P,) or (P, P)), by which momenta are
-    drawn, as BlackJAX's Gaussian Euclidean metric computes it."""
+def _metric_state(inverse_mass: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """(inverse_mass, S) with S S^T = inverse_mass^-1 (the mass matrix; (P,) or (P, P)), S the
+    factor momenta are drawn with, as BlackJAX's Gaussian Euclidean metric computes it."""
     if inverse_mass.ndim == 1:
-        return 1 / jnp.sqrt(inverse_mass)
+        return inverse_mass, 1 / jnp.sqrt(inverse_mass)
     chol = jax.scipy.linalg.cholesky(inverse_mass, lower=True)
     eye = jnp.eye(inverse_mass.shape[0], dtype=inverse_mass.dtype)
-    return jax.scipy.linalg.solve_triangular(chol, eye, lower=True, trans=True)
+    return inverse_mass, jax.scipy.linalg.solve_triangular(chol, eye, lower=True, trans=True)
 
 
 def _metric(inverse_mass: jnp.ndarray, factor: jnp.ndarray):
     """What NUTS's kernel is given: a diagonal `inverse_mass` as it is; for a dense one,
     BlackJAX's Gaussian Euclidean metric with its momenta drawn with the given
-    `_momentum_factor`, computed only where the mass matrix changes: given the matrix alone,
+    factor (`_metric_state`), computed only where the mass matrix changes: given the matrix alone,
     BlackJAX factors it at every step (0.66 ms at P = 44, iris with full covariances, as long
     as a whole trajectory there). Its own factors then feed only the metric's `scale`, which
     NUTS never calls: dead code, left out of the program."""
@@ -215,8 +214,7 @@ def _nuts_chain(
 
         def end():
             new = mm_final(mm)
-            inverse_mass = new.inverse_mass_matrix
-            return da_init(da_final(da)), new, (inverse_mass, _momentum_factor(inverse_mass))
+            return da_init(da_final(da)), new, _metric_state(new.inverse_mass_matrix)
 
         return jax.lax.cond(window_end, end, lambda: (da, mm, metric))
 
