@@ -7,6 +7,7 @@ the largest difference from `estep.stats`'s, relative to its largest value).
   cols_*   data transposed to (D, N), (K, N) intermediates
   *_elem   distances written out per column; *_mm: by products
   *_dot    moments by products; *_red: by broadcast multiply-and-sum
+  cols_mm  (D, N) with the distances and the moments by products over the rows' axis
 Each runs over all rows at once and over blocks of rows (`--blocks`, dividing N).
 `estep.stats` picks its layout by backend: this script is how it was picked (RESULTS.md).
 
@@ -99,6 +100,22 @@ def cols(params, xt, c, moments="dot"):
     return loglik, jnp.sum(r, 1), s, q
 
 
+def cols_mm(params, xt, c):
+    """Data transposed (D, N): distances and moments by products over the rows' axis, the
+    components reduced by `_over_components` (as `estep._block_stats`)."""
+    var, mc, lw0 = _prep(params, c, xt.dtype)
+    xc = xt - c.astype(xt.dtype)[:, None]
+    iv = 1 / var
+    d2 = iv @ (xc * xc) - (2 * mc * iv) @ xc + jnp.sum(mc**2 * iv, -1)[:, None]
+    lw = lw0[:, None] - 0.5 * jnp.maximum(d2, 0.0)
+    top = _over_components(jnp.maximum, lw)
+    p = jnp.exp(lw - top)
+    tot = _over_components(jnp.add, p)
+    r = p / tot
+    s, q = jnp.einsum("kb,db->kd", r, xc), jnp.einsum("kb,db->kd", r, xc * xc)
+    return jnp.sum(top + jnp.log(tot)), jnp.sum(r, 1), s, q
+
+
 def kb_elem(params, x, c):
     """(K, B) layout as in `estep._block_stats`, distances written out over D (its D <= 2 form)
     and reduced over the components by its elementwise tree; moments by products."""
@@ -119,13 +136,15 @@ def estep(params, x, c):
     return st.loglik, st.n, st.s, st.q
 
 
-def blocked(fn, block):
+def blocked(fn, block, axis=0):
+    """fn over blocks of `block` rows (along `axis` of the data), the statistics summed."""
+
     def run(params, x, c):
-        n = x.shape[0]
+        n = x.shape[axis]
         nb = n // block
 
         def body(i, acc):
-            xb = jax.lax.dynamic_slice_in_dim(x, i * block, block, 0)
+            xb = jax.lax.dynamic_slice_in_dim(x, i * block, block, axis)
             return jax.tree.map(lambda a, b: a + b.astype(jnp.float64), acc, fn(params, xb, c))
 
         k, d = params.locs.shape
@@ -190,6 +209,7 @@ def main():
             "rows_mm_red": (lambda p, x, c: rows_mm(p, x, c, "red"), x),
             "cols_dot": (lambda p, x, c: cols(p, x, c, "dot"), xt),
             "cols_red": (lambda p, x, c: cols(p, x, c, "red"), xt),
+            "cols_mm": (cols_mm, xt),
         }
         for name, (fn, data) in cands.items():
             if a.variants != "all" and name not in a.variants.split(","):
@@ -197,9 +217,9 @@ def main():
             blks = [int(v) for v in a.blocks.split(",")] if a.blocks else [blk]
             for bname, f in [("one block", fn)] + [(f"blocks {b}", b) for b in blks]:
                 if not callable(f):
-                    if name.startswith("cols") or n % f:
+                    if n % f:
                         continue
-                    f = blocked(fn, f)
+                    f = blocked(fn, f, 1 if name.startswith("cols") else 0)
                 g = jax.jit(full_precision(f))
                 try:
                     out = g(params, data, c)

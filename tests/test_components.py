@@ -9,7 +9,14 @@ import pytest
 from scipy import stats
 
 from bayesmix.enumerate import log_joint
-from bayesmix.model import Mixture, Params, Priors, component_log_prob, covariance_cholesky
+from bayesmix.model import (
+    Mixture,
+    Params,
+    Priors,
+    component_log_prob,
+    covariance_cholesky,
+    tril_inverse,
+)
 from bayesmix.model.spec import Init
 
 K, D = 3, 3
@@ -108,3 +115,34 @@ def test_bad_specs(kwargs, message):
 
     with pytest.raises(SpecError, match=message):
         Mixture(2, **kwargs)
+
+
+def test_tril_inverse_is_the_inverse_of_lower_triangular_matrices():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(4, 2, 6, 6))
+    chol = np.linalg.cholesky(a @ np.swapaxes(a, -1, -2) + 0.1 * np.eye(6))
+    inv = np.asarray(tril_inverse(jnp.asarray(chol)))
+    np.testing.assert_allclose(inv, np.linalg.inv(chol), rtol=1e-9, atol=1e-12)
+    assert np.all(np.triu(inv, 1) == 0)
+
+
+@pytest.mark.parametrize("covariance", ["full", "tied"])
+def test_full_and_tied_programs_make_no_lapack_triangular_solves(covariance):
+    """jaxlib 0.10's CPU triangular solve splits a large batch over the intra-op thread pool
+    and blocks until it is done: two at once deadlocked a 2-core machine (`bayesmix fit
+    --covariance full` hung in Stephens' relabeling, whose program solved for two batches of
+    draws side by side). The densities, the E-step and the relabeling whiten with
+    `tril_inverse` instead; their compiled programs call no LAPACK triangular solve."""
+    from bayesmix.infer.estep import stats
+    from bayesmix.relabel import _log_resp_draws
+
+    p = random_params(covariance, "normal")
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(1000, D)))
+    draws = jax.tree.map(lambda v: jnp.stack([v] * 300), p)
+    programs = [
+        jax.jit(component_log_prob).lower(p, x),
+        jax.jit(lambda p, x: stats(p, x, 1000, x[0], moment=covariance, block=256)).lower(p, x),
+        _log_resp_draws._large.lower(draws, x, batch=128),  # 300 = 2 x 128 + 44: side by side
+    ]
+    for program in programs:
+        assert "trsm" not in program.compile().as_text()

@@ -30,7 +30,7 @@ from jax.scipy.special import digamma, gammaln
 
 from .._jit import serializable, sized_jit
 from .._threads import cores
-from ..model import Params
+from ..model import Params, tril_inverse
 
 __all__ = [
     "MOMENTS",
@@ -156,8 +156,7 @@ def _distances(params: Params, xc: jnp.ndarray, c: jnp.ndarray):
             d2 = jnp.maximum(d2 + jnp.sum(mc**2 / var, -1)[:, None], 0.0)
         return d2, half_logdet
     chol = jnp.broadcast_to(s[..., :, None] * params.corr_chol, (k, d, d))
-    eye = jnp.broadcast_to(jnp.eye(d, dtype=xc.dtype), (k, d, d))
-    white = jax.vmap(lambda m, e: jax.scipy.linalg.solve_triangular(m, e, lower=True))(chol, eye)
+    white = tril_inverse(chol)
     z = (xc @ jnp.swapaxes(white, 1, 2).transpose(1, 0, 2).reshape(d, k * d)).reshape(-1, k, d)
     z = z - jnp.einsum("kde,ke->kd", white, mc)
     half_logdet = jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)

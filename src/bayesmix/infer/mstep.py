@@ -337,7 +337,9 @@ def m_step(
         params = params._replace(scale=scale)
     elif moment == "full":
         # One component after another (lax.map), not vmapped: the vmapped Newton solves hung
-        # XLA's CPU runtime (every thread waiting, no CPU used) from D = 10, K = 8 on.
+        # XLA's CPU runtime (every thread waiting, no CPU used) from D = 10, K = 8 on: jaxlib
+        # 0.10's batched LAPACK kernels deadlock when large batches run side by side (see
+        # `model.components`). One component's solves stay small batches.
         scale, corr = jax.lax.map(
             lambda a: _full_covariance(*a, priors, newton_steps),
             (params.scale, params.corr_chol, scatter, st.n),

@@ -1,6 +1,6 @@
 """The mixture model: its spec, globals, priors and component densities."""
 
-from .components import component_log_prob, covariance_cholesky
+from .components import component_log_prob, covariance_cholesky, tril_inverse
 from .params import Params, off_the_boundary
 from .priors import Priors, check_priors, log_prior
 from .spec import COVARIANCES, FAMILIES, Init, Mixture, check_k
@@ -18,4 +18,5 @@ __all__ = [
     "covariance_cholesky",
     "log_prior",
     "off_the_boundary",
+    "tril_inverse",
 ]

@@ -3,6 +3,13 @@
 Two steps: the squared Mahalanobis distance of each point to each component with the log
 square-root determinant of its covariance (by covariance structure), then the family's density
 of that distance (Normal or Student-t).
+
+Full and tied covariances whiten with the inverse of their Cholesky factor, `tril_inverse`,
+written out here rather than by LAPACK's triangular solve: jaxlib 0.10's CPU LAPACK kernels
+split a large batch over the intra-op thread pool and block until it is done, so two such
+calls running at once (two chains, two requests, two independent solves in one program) took
+every thread of a 2-core machine and waited forever (`bayesmix fit --covariance full` hung in
+Stephens' relabeling, which solves for every draw at once; tests/test_components.py).
 """
 
 from __future__ import annotations
@@ -10,12 +17,17 @@ from __future__ import annotations
 import math
 
 import jax.numpy as jnp
-from jax.scipy.linalg import solve_triangular
 from jax.scipy.special import gammaln
 
 from .params import Params
 
-__all__ = ["component_log_prob", "covariance_cholesky", "mahalanobis", "scaled_sq_distances"]
+__all__ = [
+    "component_log_prob",
+    "covariance_cholesky",
+    "mahalanobis",
+    "scaled_sq_distances",
+    "tril_inverse",
+]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -51,14 +63,29 @@ def mahalanobis(params: Params, x: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarra
             half_logdet = jnp.broadcast_to(d * jnp.log(s), (k,))
         return scaled_sq_distances(x, params.locs, inv_var), half_logdet
     chol = s[..., :, None] * params.corr_chol  # Cholesky factor of the covariance
+    white = tril_inverse(chol)  # (D, D) tied, (K, D, D) full
     diff = x[None, :, :] - params.locs[:, None, :]  # (K, N, D)
     if chol.ndim == 2:  # tied
-        z = solve_triangular(chol, diff.reshape(-1, d).T, lower=True).T.reshape(k, -1, d)
+        z = diff @ white.T
         half_logdet = jnp.broadcast_to(jnp.sum(jnp.log(jnp.diagonal(chol))), (k,))
     else:  # full
-        z = jnp.swapaxes(solve_triangular(chol, jnp.swapaxes(diff, 1, 2), lower=True), 1, 2)
+        z = jnp.einsum("kde,kne->knd", white, diff)
         half_logdet = jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
     return jnp.sum(z**2, axis=-1).T, half_logdet
+
+
+def tril_inverse(chol: jnp.ndarray) -> jnp.ndarray:
+    """The inverse of lower-triangular matrices (..., D, D), by forward substitution row by
+    row (D small products; no LAPACK call: see the module's note)."""
+    d = chol.shape[-1]
+    eye = jnp.eye(d, dtype=chol.dtype)
+    rows = []  # rows[i] = e_i' L^-1 (..., D): (e_i - sum_j<i L_ij rows[j]) / L_ii
+    for i in range(d):
+        row = eye[i]
+        if i:
+            row = row - jnp.einsum("...j,...jd->...d", chol[..., i, :i], jnp.stack(rows, -2))
+        rows.append(row / chol[..., i, i, None])
+    return jnp.stack(rows, -2)
 
 
 def component_log_prob(params: Params, x: jnp.ndarray) -> jnp.ndarray:
