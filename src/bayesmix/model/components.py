@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+import jax
 import jax.numpy as jnp
 from jax.scipy.special import gammaln
 
@@ -75,17 +76,19 @@ def mahalanobis(params: Params, x: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarra
 
 
 def tril_inverse(chol: jnp.ndarray) -> jnp.ndarray:
-    """The inverse of lower-triangular matrices (..., D, D), by forward substitution row by
-    row (D small products; no LAPACK call: see the module's note)."""
+    """The inverse W of lower-triangular matrices L (..., D, D), by forward substitution:
+    row i of W is (e_i - L_i W) / L_ii while W's rows i.. are still zero. A loop of D small
+    products (no LAPACK call: see the module's note), compiled once whatever D is."""
     d = chol.shape[-1]
     eye = jnp.eye(d, dtype=chol.dtype)
-    rows = []  # rows[i] = e_i' L^-1 (..., D): (e_i - sum_j<i L_ij rows[j]) / L_ii
-    for i in range(d):
-        row = eye[i]
-        if i:
-            row = row - jnp.einsum("...j,...jd->...d", chol[..., i, :i], jnp.stack(rows, -2))
-        rows.append(row / chol[..., i, i, None])
-    return jnp.stack(rows, -2)
+
+    def row(i, w):
+        li = jax.lax.dynamic_index_in_dim(chol, i, axis=-2, keepdims=False)  # (..., D)
+        lii = jax.lax.dynamic_index_in_dim(li, i, axis=-1)  # (..., 1)
+        new = (eye[i] - jnp.einsum("...j,...jd->...d", li, w)) / lii
+        return jax.lax.dynamic_update_index_in_dim(w, new, i, axis=-2)
+
+    return jax.lax.fori_loop(0, d, row, jnp.zeros_like(chol))
 
 
 def component_log_prob(params: Params, x: jnp.ndarray) -> jnp.ndarray:
