@@ -124,6 +124,16 @@ def test_tril_inverse_is_the_inverse_of_lower_triangular_matrices():
     inv = np.asarray(tril_inverse(jnp.asarray(chol)))
     np.testing.assert_allclose(inv, np.linalg.inv(chol), rtol=1e-9, atol=1e-12)
     assert np.all(np.triu(inv, 1) == 0)
+    # Its derivative (-W dL W, products only) is the inverse's, in forward and reverse mode,
+    # and ignores the upper triangle, which it does not read.
+    one = jnp.asarray(chol[0, 0])
+    for jac in (jax.jacfwd, jax.jacrev):
+        np.testing.assert_allclose(
+            jac(tril_inverse)(one),
+            jac(lambda m: jnp.linalg.inv(jnp.tril(m)))(one),
+            rtol=1e-9,
+            atol=1e-12,
+        )
 
 
 @pytest.mark.parametrize("covariance", ["full", "tied"])

@@ -29,11 +29,10 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.linalg import solve_triangular
 from jax.scipy.special import gammaln
 
 from .._jit import full_precision
-from ..model import Mixture, Params, Priors, covariance_cholesky
+from ..model import Mixture, Params, Priors, covariance_cholesky, tril_inverse
 from ..model.spec import bijection
 from .estep import Stats
 
@@ -123,12 +122,14 @@ def _quad_and_logdet(params: Params, scatter: jnp.ndarray, moment: str):
     chol = covariance_cholesky(params)  # (K, D, D)
     half_logdet = jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), -1)
     if moment == "tied":
-        a = solve_triangular(chol[0], scatter, lower=True)
-        quad = jnp.trace(solve_triangular(chol[0], a.T, lower=True))
+        quad = _quad(tril_inverse(chol[0]), scatter)
         return jnp.zeros((k,)).at[0].set(quad), half_logdet
-    a = jax.vmap(partial(solve_triangular, lower=True))(chol, scatter)
-    b = jax.vmap(partial(solve_triangular, lower=True))(chol, jnp.swapaxes(a, 1, 2))
-    return jnp.trace(b, axis1=-2, axis2=-1), half_logdet
+    return _quad(tril_inverse(chol), scatter), half_logdet
+
+
+def _quad(white: jnp.ndarray, scatter: jnp.ndarray) -> jnp.ndarray:
+    """tr(Sigma^-1 S) = tr(W S W') for W = L^-1 (..., D, D) and S (..., D, D) -> (...)."""
+    return jnp.sum((white @ scatter) * white, axis=(-2, -1))
 
 
 def _df_terms(df: jnp.ndarray, st: Stats) -> jnp.ndarray:
@@ -271,8 +272,7 @@ def _full_covariance(
         s, corr = unpack(theta)
         chol = s[:, None] * corr
         half_logdet = jnp.sum(jnp.log(jnp.diagonal(chol)))
-        m = solve_triangular(chol, scatter, lower=True)
-        quad = jnp.trace(solve_triangular(chol, m.T, lower=True))
+        quad = _quad(tril_inverse(chol), scatter)
         lp = dist.LogNormal(a, priors.scale_scale).log_prob(s).sum()
         if lkj is not None:
             lp += lkj.log_prob(corr)
@@ -337,9 +337,9 @@ def m_step(
         params = params._replace(scale=scale)
     elif moment == "full":
         # One component after another (lax.map), not vmapped: the vmapped Newton solves hung
-        # XLA's CPU runtime (every thread waiting, no CPU used) from D = 10, K = 8 on: jaxlib
-        # 0.10's batched LAPACK kernels deadlock when large batches run side by side (see
-        # `model.components`). One component's solves stay small batches.
+        # XLA's CPU runtime (every thread waiting, no CPU used) from D = 10, K = 8 on, when
+        # they were LAPACK's (jaxlib 0.10's batched kernels deadlock side by side, see
+        # `model.components`); they are `tril_inverse`'s products now.
         scale, corr = jax.lax.map(
             lambda a: _full_covariance(*a, priors, newton_steps),
             (params.scale, params.corr_chol, scatter, st.n),

@@ -75,10 +75,12 @@ def mahalanobis(params: Params, x: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarra
     return jnp.sum(z**2, axis=-1).T, half_logdet
 
 
+@jax.custom_jvp
 def tril_inverse(chol: jnp.ndarray) -> jnp.ndarray:
     """The inverse W of lower-triangular matrices L (..., D, D), by forward substitution:
     row i of W is (e_i - L_i W) / L_ii while W's rows i.. are still zero. A loop of D small
-    products (no LAPACK call: see the module's note), compiled once whatever D is."""
+    products (no LAPACK call: see the module's note), compiled once whatever D is; its
+    derivative dW = -W dL W is products only (so Newton's Hessians stay cheap to compile)."""
     d = chol.shape[-1]
     eye = jnp.eye(d, dtype=chol.dtype)
 
@@ -89,6 +91,13 @@ def tril_inverse(chol: jnp.ndarray) -> jnp.ndarray:
         return jax.lax.dynamic_update_index_in_dim(w, new, i, axis=-2)
 
     return jax.lax.fori_loop(0, d, row, jnp.zeros_like(chol))
+
+
+@tril_inverse.defjvp
+def _tril_inverse_jvp(primals, tangents):
+    (chol,), (dchol,) = primals, tangents
+    white = tril_inverse(chol)
+    return white, -white @ jnp.tril(dchol) @ white  # only the lower triangle is read
 
 
 def component_log_prob(params: Params, x: jnp.ndarray) -> jnp.ndarray:
