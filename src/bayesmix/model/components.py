@@ -9,7 +9,7 @@ written out here rather than by LAPACK's triangular solve: jaxlib 0.10's CPU LAP
 split a large batch over the intra-op thread pool and block until it is done, so two such
 calls running at once took every thread of a 2-core machine and waited forever (`bayesmix fit
 --covariance full` hung in Stephens' relabeling, whose program solved for two batches of draws
-side by side; tests/test_components.py). The product is also 2-22x faster (RESULTS.md).
+side by side; tests/test_components.py). The product is also 2.6-21x faster (RESULTS.md).
 """
 
 from __future__ import annotations
