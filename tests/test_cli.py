@@ -179,6 +179,8 @@ def test_fit_multivariate_with_a_model_choice(tmp_path, monkeypatch):
     assert summary["map"]["model"] == {"k": 3, "covariance": "full", "family": "normal", "df": None}
     assert np.shape(summary["map"]["corr_chol"]) == (3, 4, 4)
     assert seen["dense_mass"] is True and summary["settings"]["dense_mass"] is True
+    # --init is the MAP's; the chains start from k-means (sample_nuts's default) whatever it is.
+    assert summary["settings"]["init"] == "kmeans++" and "init" not in seen
     # The CLI's default priors for fit are scaled to the data (Priors.from_data).
     np.testing.assert_allclose(summary["settings"]["priors"]["locs_loc"], x.mean(0))
     from sklearn.metrics import adjusted_rand_score

@@ -68,7 +68,7 @@ def _workflow_options(fn: Callable) -> Callable:
             type=click.Choice(["seed", "kmeans++", "kmeans"]),
             default="seed",
             show_default=True,
-            help="Initialization scheme.",
+            help="Initialization scheme of the MAP fit (NUTS chains start from k-means).",
         ),
         _METHOD_OPTION,
         click.option(
