@@ -141,7 +141,9 @@ def _distances(params: Params, xc: jnp.ndarray, c: jnp.ndarray):
     products over the rows at D > 2; for D <= 2, and on an accelerator for K <=
     WRITTEN_OUT_K, the differences are written out per column (exact for far-away points,
     and fused with what follows); full / tied: every component's whitening L_k^-1 applied to
-    xc in one (B, D) x (D, K D) product.
+    the rows in one (K D, D) x (D, B) product, components and coordinates by rows (with the
+    rows on the slow axis, (B, K, D), the sums over a short D axis made the E-step at
+    120,000 x 3, K = 3 float32 3.9x slower; benchmarks/RESULTS.md, "full_layout").
     """
     k, d = params.locs.shape
     s = jnp.asarray(params.scale)
@@ -157,10 +159,27 @@ def _distances(params: Params, xc: jnp.ndarray, c: jnp.ndarray):
         return d2, half_logdet
     chol = jnp.broadcast_to(s[..., :, None] * params.corr_chol, (k, d, d))
     white = tril_inverse(chol)
-    z = (xc @ jnp.swapaxes(white, 1, 2).transpose(1, 0, 2).reshape(d, k * d)).reshape(-1, k, d)
-    z = z - jnp.einsum("kde,ke->kd", white, mc)
+    z = _by_rows(white.reshape(k * d, d), xc).reshape(k, d, -1)  # (K, D, B)
+    z = z - jnp.einsum("kde,ke->kd", white, mc)[:, :, None]
     half_logdet = jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
-    return jnp.sum(z**2, axis=-1).T, half_logdet
+    return jnp.sum(z * z, axis=1), half_logdet
+
+
+def _by_rows(a: jnp.ndarray, xc: jnp.ndarray) -> jnp.ndarray:
+    """a (M, D) times every row of xc (B, D): (M, B), the rows on the fast axis."""
+    return jax.lax.dot_general(a, xc, (((1,), (1,)), ((), ())))
+
+
+def _scatter(ru: jnp.ndarray, xc: jnp.ndarray) -> jnp.ndarray:
+    """sum_b ru[m, b] xc[b] xc[b]^T (M, D, D) for weights ru (M, B) and rows xc (B, D): one
+    product with the D (D + 1) / 2 distinct products of columns (rows on their fast axis;
+    an einsum over (M, B, D) ran ~2x slower), mirrored."""
+    d = xc.shape[-1]
+    i, j = np.tril_indices(d)
+    xt = xc.T
+    sym = np.zeros((d, d), np.int32)
+    sym[i, j] = sym[j, i] = np.arange(i.size)
+    return (ru @ (xt[i] * xt[j]).T)[:, sym]
 
 
 def _block_stats(
@@ -197,9 +216,9 @@ def _block_stats(
     else:
         first = ru @ xc
         if moment == "full":
-            q = jnp.einsum("kbd,be->kde", ru[:, :, None] * xc, xc)
+            q = _scatter(ru, xc)
         else:  # tied: the components' scatter matrices summed, weighted by sum_k r_nk u_nk
-            q = (_over_components(jnp.add, ru)[:, None] * xc).T @ xc
+            q = _scatter(_over_components(jnp.add, ru)[None], xc)[0]
     if u is None:
         n, t = w, jnp.zeros((), x.dtype)
     else:
