@@ -103,7 +103,8 @@ def accumulator_dtype() -> jnp.dtype:
 
 def block_rows(k: int, d: int = 1, moment: str = "diag") -> int:
     """Rows per block: about BLOCK_ELEMENTS elements in the block's largest intermediate,
-    (rows, K) for diagonal covariances and (rows, K, D) for full / tied ones; a power of two
+    (K, rows) for diagonal covariances and the whitened rows (K D, rows) for full / tied
+    ones; a power of two
     between 256 and 65536 (on an accelerator GPU_SCALE times more)."""
     per_row = k if moment == "diag" else k * d
     # An accelerator wants far larger blocks than a CPU's cache does (GPU_SCALE more elements);
