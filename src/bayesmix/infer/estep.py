@@ -57,6 +57,12 @@ MOMENTS = {"shared": "diag", "spherical": "diag", "diag": "diag", "full": "full"
 RUNS = 50
 #: Elements (rows x components) of one block's (rows, K) intermediates.
 BLOCK_ELEMENTS = 1 << 17
+#: Full / tied blocks on the CPU: at least this many rows (1e6 rows, float32, against K D
+#: x rows of BLOCK_ELEMENTS: D = 10, K = 16 200 -> 145 ms, K = 8 120 -> 99 ms; tied D = 10,
+#: K = 8 92 -> 86 ms; D = 20, K = 3 and D = 5, K = 4 even; 8192 rows lost at D = 20) ...
+FULL_ROWS = 4096
+#: ... while their intermediates stay within this many elements (8 MB of float32).
+FULL_ELEMENTS = 1 << 21
 #: On an accelerator blocks are this many times larger (it needs far more work per launch).
 GPU_SCALE = 64
 #: On an accelerator, diagonal distances at D > 2 are written out per column up to this K
@@ -104,8 +110,9 @@ def accumulator_dtype() -> jnp.dtype:
 def block_rows(k: int, d: int = 1, moment: str = "diag") -> int:
     """Rows per block: about BLOCK_ELEMENTS elements in the block's largest intermediate,
     (K, rows) for diagonal covariances and the whitened rows (K D, rows) for full / tied
-    ones; a power of two
-    between 256 and 65536 (on an accelerator GPU_SCALE times more)."""
+    ones; a power of two between 256 and 65536 (on an accelerator GPU_SCALE times more). On
+    the CPU full / tied blocks have at least FULL_ROWS rows while their intermediates, (K D,
+    rows) and the column products (D (D + 1) / 2, rows), stay within FULL_ELEMENTS."""
     per_row = k if moment == "diag" else k * d
     # An accelerator wants far larger blocks than a CPU's cache does (GPU_SCALE more elements);
     # with the distances written out at D > 2 2^20 rows was best (H200, E-step at 1e7 x 10,
@@ -113,8 +120,16 @@ def block_rows(k: int, d: int = 1, moment: str = "diag") -> int:
     scale = 1 if jax.default_backend() == "cpu" else GPU_SCALE
     if scale > 1 and moment == "diag" and d > 2 and _written_out(k, d):
         return 1 << 20
-    target = BLOCK_ELEMENTS * scale // per_row
-    return int(min((1 << 16) * scale, max(256, 1 << int(math.log2(max(1, target))))))
+    rows = min((1 << 16) * scale, max(256, _power_of_two(BLOCK_ELEMENTS * scale // per_row)))
+    if scale == 1 and moment != "diag":
+        widest = max(per_row, d * (d + 1) // 2)  # (K D, rows), (D (D + 1) / 2, rows)
+        rows = max(rows, min(FULL_ROWS, _power_of_two(FULL_ELEMENTS // widest)))
+    return rows
+
+
+def _power_of_two(n: int) -> int:
+    """The largest power of two <= n (1 for n < 2)."""
+    return 1 << max(0, int(n).bit_length() - 1)
 
 
 def _written_out(k: int, d: int) -> bool:
