@@ -171,7 +171,7 @@ def run_workflow(
         # The chains start from k-means (sample_nuts's default), whatever the MAP's `init`: from
         # random data points (the seed scheme) a chain's warm-up first travels to the mode, at
         # steps of the posterior's width (~1/sqrt(N)): 120,000 x 3 rows, K = 3, full, 8x the
-        # leapfrogs per draw after 200 warm-up steps, and one chain of four in a local mode.
+        # leapfrogs per draw after 200 warm-up steps.
         options = {"chains": s.chains, "warmup": s.warmup, "draws": s.draws}
         return sample_nuts(
             x, s.k, **model, **options, priors=priors, target_accept=s.target_accept,
