@@ -173,12 +173,13 @@ def _distances(params: Params, xc: jnp.ndarray, c: jnp.ndarray):
             d2 = (1 / var) @ (xc * xc).T + (-2 * mc / var) @ xc.T
             d2 = jnp.maximum(d2 + jnp.sum(mc**2 / var, -1)[:, None], 0.0)
         return d2, half_logdet
-    chol = jnp.broadcast_to(s[..., :, None] * params.corr_chol, (k, d, d))
+    chol = s[..., :, None] * params.corr_chol  # (K, D, D) full, (D, D) tied
     white = tril_inverse(chol)
-    z = _by_rows(white.reshape(k * d, d), xc).reshape(k, d, -1)  # (K, D, B)
-    z = z - jnp.einsum("kde,ke->kd", white, mc)[:, :, None]
+    # (K, D, B); tied: one whitening shared by every component, (1, D, B)
+    z = _by_rows(white.reshape(-1, d), xc).reshape(-1, d, xc.shape[0])
+    z = z - white @ mc[:, :, None]  # (K, D, 1)
     half_logdet = jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
-    return jnp.sum(z * z, axis=1), half_logdet
+    return jnp.sum(z * z, axis=1), jnp.broadcast_to(half_logdet, (k,))
 
 
 def _by_rows(a: jnp.ndarray, xc: jnp.ndarray) -> jnp.ndarray:
